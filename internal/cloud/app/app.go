@@ -1,0 +1,169 @@
+// Package app assembles verge-cloud from its parts and runs them under one
+// supervisor that owns shutdown: the first part to fail stops the others,
+// and a cancelled context (SIGTERM) stops them all gracefully.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/verge-edge/verge/internal/cloud/config"
+	"github.com/verge-edge/verge/internal/cloud/crdinstall"
+	"github.com/verge-edge/verge/internal/opsserver"
+	"github.com/verge-edge/verge/internal/version"
+)
+
+// FieldManager is verge-cloud's name in server-side apply.
+const FieldManager = "verge-cloud"
+
+// App is a configured verge-cloud.
+type App struct {
+	cfg    config.Cloud
+	crds   []*apiextv1.CustomResourceDefinition
+	logger *slog.Logger
+	rest   *rest.Config
+	ops    *opsserver.Server
+	reg    *prometheus.Registry
+
+	mu            sync.Mutex
+	crdsInstalled bool
+}
+
+// New connects the parts; it does no I/O beyond reading the kubeconfig.
+func New(cfg config.Cloud, crds []*apiextv1.CustomResourceDefinition, logger *slog.Logger) (*App, error) {
+	rc, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = cfg.KubeAPIQPS, cfg.KubeAPIBurst
+	rc.UserAgent = "verge-cloud/" + version.Version
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "verge_cloud_info",
+		Help:        "Always 1; the version label says which Verge release is running.",
+		ConstLabels: prometheus.Labels{"version": version.Version},
+	})
+	info.Set(1)
+	reg.MustRegister(info)
+
+	a := &App{cfg: cfg, crds: crds, logger: logger, rest: rc, reg: reg}
+	a.ops = opsserver.New(opsserver.Options{
+		Address:         cfg.OpsAddress,
+		EnablePprof:     cfg.EnablePprof,
+		Gatherer:        reg,
+		Logger:          logger,
+		ShutdownTimeout: cfg.ShutdownTimeout.Duration,
+	})
+	return a, nil
+}
+
+// restConfig loads the kubeconfig at path, or $KUBECONFIG, or the in-cluster
+// service account, in that order.
+func restConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		path = os.Getenv("KUBECONFIG")
+	}
+	if path != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
+		}
+		return rc, nil
+	}
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no kubeconfig given and not running in a cluster (%v): pass --kubeconfig or set KUBECONFIG", err)
+	}
+	return rc, nil
+}
+
+// Ops exposes the ops server, e.g. to learn its bound address.
+func (a *App) Ops() *opsserver.Server { return a.ops }
+
+// Run runs verge-cloud until ctx is cancelled or a part fails.
+func (a *App) Run(ctx context.Context) error {
+	kube, err := kubernetes.NewForConfig(a.rest)
+	if err != nil {
+		return err
+	}
+	ext, err := apiextclient.NewForConfig(a.rest)
+	if err != nil {
+		return err
+	}
+	a.ops.AddHealthCheck("ping", func(context.Context) error { return nil })
+	a.ops.AddReadyCheck("kube-apiserver", func(ctx context.Context) error {
+		_, err := kube.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
+		return err
+	})
+	a.ops.AddReadyCheck("crds", func(context.Context) error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if !a.cfg.InstallCRDs || a.crdsInstalled {
+			return nil
+		}
+		return errors.New("CRDs not installed yet")
+	})
+
+	a.logger.Info("verge-cloud starting", "version", version.Version, "apiserver", a.rest.Host, "ops", a.cfg.OpsAddress)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.ops.Start(gctx) })
+	if a.cfg.InstallCRDs {
+		g.Go(func() error { return a.installCRDs(gctx, ext) })
+	}
+	err = g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		a.logger.Info("verge-cloud stopped")
+		return nil
+	}
+	return err
+}
+
+// installCRDs applies the CRDs, retrying with back-off while the API server
+// is unreachable or refuses (e.g. RBAC not yet granted); it never gives up,
+// and readiness says whether it has succeeded.
+func (a *App) installCRDs(ctx context.Context, ext apiextclient.Interface) error {
+	inst := &crdinstall.Installer{Client: ext, FieldManager: FieldManager, Version: version.Version, Logger: a.logger}
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.2, Steps: 100, Cap: time.Minute}
+	for {
+		err := inst.Install(ctx, a.crds)
+		if err == nil {
+			a.mu.Lock()
+			a.crdsInstalled = true
+			a.mu.Unlock()
+			a.logger.Info("CRDs installed", "count", len(a.crds))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		delay := backoff.Step()
+		a.logger.Error("installing CRDs failed; retrying", "error", err, "retryIn", delay.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}

@@ -1,0 +1,143 @@
+// Package config defines verge-cloud's configuration: a versioned YAML file
+// whose every field can be overridden by a command-line flag. Unknown fields
+// are errors, so a typo never silently falls back to a default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/verge-edge/verge/internal/logging"
+)
+
+// APIVersion and Kind identify the file format.
+const (
+	APIVersion = "verge.dev/v1alpha1"
+	Kind       = "CloudConfig"
+)
+
+// Cloud is verge-cloud's configuration.
+type Cloud struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+
+	// Kubeconfig is the kubeconfig file for the Kubernetes API; empty means
+	// $KUBECONFIG, then the in-cluster service account.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// KubeAPIQPS and KubeAPIBurst bound this process's request rate to the
+	// API server.
+	KubeAPIQPS   float32 `json:"kubeAPIQPS"`
+	KubeAPIBurst int     `json:"kubeAPIBurst"`
+
+	// OpsAddress serves /healthz, /readyz, /metrics and (if enabled) pprof.
+	OpsAddress string `json:"opsAddress"`
+	// EnablePprof serves /debug/pprof on OpsAddress.
+	EnablePprof bool `json:"enablePprof"`
+
+	// InstallCRDs applies Verge's CRDs at start (needs RBAC to do so).
+	InstallCRDs bool `json:"installCRDs"`
+
+	// ShutdownTimeout bounds the graceful shutdown after SIGTERM.
+	ShutdownTimeout metav1.Duration `json:"shutdownTimeout"`
+
+	Log logging.Options `json:"log"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Cloud {
+	return Cloud{
+		APIVersion:      APIVersion,
+		Kind:            Kind,
+		KubeAPIQPS:      100,
+		KubeAPIBurst:    200,
+		OpsAddress:      "127.0.0.1:10260",
+		EnablePprof:     true,
+		InstallCRDs:     true,
+		ShutdownTimeout: metav1.Duration{Duration: 30 * time.Second},
+		Log:             logging.Defaults(),
+	}
+}
+
+// Validate reports every invalid field at once.
+func (c Cloud) Validate() error {
+	var errs []error
+	if c.APIVersion != APIVersion || c.Kind != Kind {
+		errs = append(errs, fmt.Errorf("apiVersion/kind is %s/%s: want %s/%s", c.APIVersion, c.Kind, APIVersion, Kind))
+	}
+	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst <= 0 {
+		errs = append(errs, fmt.Errorf("kubeAPIQPS (%v) and kubeAPIBurst (%d) must be positive", c.KubeAPIQPS, c.KubeAPIBurst))
+	}
+	if _, _, err := net.SplitHostPort(c.OpsAddress); err != nil {
+		errs = append(errs, fmt.Errorf("opsAddress %q is not host:port: %w", c.OpsAddress, err))
+	}
+	if c.ShutdownTimeout.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("shutdownTimeout %s must be positive", c.ShutdownTimeout.Duration))
+	}
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads a config file over the defaults. Fields the file omits keep
+// their defaults.
+func Load(path string) (Cloud, error) {
+	c := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("reading config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return c, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// BindFlags registers a flag for every field, writing into c. Parse the
+// flags after loading the file, so that flags override it.
+func BindFlags(fs *pflag.FlagSet, c *Cloud) {
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig for the Kubernetes API (default: $KUBECONFIG, then in-cluster)")
+	fs.Float32Var(&c.KubeAPIQPS, "kube-api-qps", c.KubeAPIQPS, "steady request rate to the Kubernetes API")
+	fs.IntVar(&c.KubeAPIBurst, "kube-api-burst", c.KubeAPIBurst, "request burst to the Kubernetes API")
+	fs.StringVar(&c.OpsAddress, "ops-address", c.OpsAddress, "address for /healthz, /readyz, /metrics and pprof")
+	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "serve /debug/pprof on the ops address")
+	fs.BoolVar(&c.InstallCRDs, "install-crds", c.InstallCRDs, "apply Verge's CRDs at start")
+	fs.DurationVar(&c.ShutdownTimeout.Duration, "shutdown-timeout", c.ShutdownTimeout.Duration, "how long a graceful shutdown may take")
+	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "debug, info, warn or error")
+	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "text or json")
+}
+
+// FromArgs builds the configuration from command-line arguments: defaults,
+// then the file named by --config (if any), then the other flags.
+func FromArgs(name string, args []string) (Cloud, error) {
+	pre := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	pre.ParseErrorsAllowlist.UnknownFlags = true
+	pre.Usage = func() {}
+	path := pre.String("config", "", "")
+	_ = pre.Parse(args) // real parse errors are reported by the full parse below
+
+	c := Default()
+	if *path != "" {
+		var err error
+		if c, err = Load(*path); err != nil {
+			return c, err
+		}
+	}
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.String("config", "", "YAML config file (kind: CloudConfig); flags override it")
+	BindFlags(fs, &c)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q: %s takes only flags", fs.Args(), name)
+	}
+	return c, c.Validate()
+}
