@@ -111,7 +111,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	c := &Cluster{cfg: cfg}
 	defer func() {
 		if err != nil {
-			c.Stop()
+			_ = c.Stop()
 		}
 	}()
 	if c.pki, err = preparePKI(filepath.Join(dir, "pki")); err != nil {

@@ -50,7 +50,7 @@ func start(t *testing.T, cfg devcluster.Config) *devcluster.Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Stop() })
+	t.Cleanup(func() { _ = c.Stop() })
 	return c
 }
 

@@ -351,7 +351,7 @@ func goEnv(ctx context.Context, dir, name string) (string, error) {
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return "", fmt.Errorf("go env %s: %v: %s", name, err, ee.Stderr)
+			return "", fmt.Errorf("go env %s: %w: %s", name, err, ee.Stderr)
 		}
 		return "", fmt.Errorf("the Go toolchain is needed to build the control plane: %w", err)
 	}
@@ -379,7 +379,7 @@ func lockFile(ctx context.Context, p string, progress io.Writer) (func(), error)
 		}
 	}
 	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
 }

@@ -85,7 +85,7 @@ func TestBusyAddressIsNamed(t *testing.T) {
 	first := New(Options{Address: "127.0.0.1:0"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go first.Start(ctx)
+	go func() { _ = first.Start(ctx) }()
 	addr, err := first.Addr(ctx)
 	if err != nil {
 		t.Fatal(err)

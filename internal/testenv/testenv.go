@@ -50,7 +50,9 @@ func Main(m *testing.M) {
 		if code != 0 {
 			fmt.Fprintf(os.Stderr, "testenv: tests failed; cluster state and logs kept in %s\n", shared.dir)
 		} else {
-			shared.cluster.Stop()
+			if err := shared.cluster.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "testenv: stopping the cluster: %v\n", err)
+			}
 			os.RemoveAll(shared.dir)
 		}
 	}

@@ -94,7 +94,7 @@ func restConfig(path string) (*rest.Config, error) {
 	}
 	rc, err := rest.InClusterConfig()
 	if err != nil {
-		return nil, fmt.Errorf("no kubeconfig given and not running in a cluster (%v): pass --kubeconfig or set KUBECONFIG", err)
+		return nil, fmt.Errorf("no kubeconfig given and not running in a cluster: pass --kubeconfig or set KUBECONFIG: %w", err)
 	}
 	return rc, nil
 }
@@ -156,7 +156,7 @@ func (a *App) installCRDs(ctx context.Context, ext apiextclient.Interface) error
 			return nil
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // shutting down: the failure was caused by the cancellation
 		}
 		delay := backoff.Step()
 		a.logger.Error("installing CRDs failed; retrying", "error", err, "retryIn", delay.Round(time.Millisecond))
