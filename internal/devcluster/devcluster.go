@@ -24,12 +24,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -37,6 +35,7 @@ import (
 
 	"github.com/verge-edge/verge/internal/atomicfile"
 	"github.com/verge-edge/verge/internal/k8sbin"
+	"github.com/verge-edge/verge/internal/loopback"
 	"github.com/verge-edge/verge/internal/pki"
 	"github.com/verge-edge/verge/internal/supervisor"
 )
@@ -318,7 +317,7 @@ func (c *Cluster) schedulerArgs() []string {
 	return c.componentArgs("scheduler", c.ports.Scheduler)
 }
 
-// waitHealthy polls url until it answers 200, the process exits, or ctx ends.
+// waitHealthy polls a component's health URL until it answers 200.
 // withClientCert presents the admin certificate (etcd and the API server's
 // /readyz need it; the other components allow anonymous /healthz).
 func (c *Cluster) waitHealthy(ctx context.Context, p *supervisor.Process, url string, withClientCert bool) error {
@@ -326,28 +325,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, p *supervisor.Process, url st
 	if err != nil {
 		return err
 	}
-	var last string
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-p.Done():
-			return p.ExitError()
-		case <-ctx.Done():
-			return fmt.Errorf("%s not healthy at %s within %s (last answer: %s); see %s", p.Name(), url, c.cfg.ReadyTimeout, last, c.logPath(p.Name()))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return p.WaitHTTPReady(ctx, client, url)
 }
 
 func (c *Cluster) httpClient(withClientCert bool) (*http.Client, error) {
@@ -375,12 +353,12 @@ func choosePorts(stateFile string, apiServerPort int) (ports, error) {
 	var p ports
 	taken := map[int]bool{}
 	pick := func(preferred int) (int, error) {
-		if preferred != 0 && !taken[preferred] && portFree(preferred) {
+		if preferred != 0 && !taken[preferred] && loopback.PortFree(preferred) {
 			taken[preferred] = true
 			return preferred, nil
 		}
 		for range 100 {
-			port, err := freePort()
+			port, err := loopback.FreePort()
 			if err != nil {
 				return 0, err
 			}
@@ -392,7 +370,7 @@ func choosePorts(stateFile string, apiServerPort int) (ports, error) {
 		return 0, errors.New("no free loopback port found")
 	}
 	if apiServerPort != 0 {
-		if !portFree(apiServerPort) {
+		if !loopback.PortFree(apiServerPort) {
 			return p, &PortInUseError{Port: apiServerPort, Component: "kube-apiserver"}
 		}
 		taken[apiServerPort] = true
@@ -418,22 +396,4 @@ func choosePorts(stateFile string, apiServerPort int) (ports, error) {
 	}
 	data, _ := json.MarshalIndent(p, "", "  ")
 	return p, atomicfile.Write(stateFile, data, 0o600)
-}
-
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -153,7 +153,7 @@ func Ensure(ctx context.Context, opts Options) (*Binaries, error) {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	logDir := filepath.Join(root, "logs")
+	logDir := filepath.Join(root, "logs", filepath.Base(dir))
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -171,6 +171,7 @@ func Ensure(ctx context.Context, opts Options) (*Binaries, error) {
 			ldflags:   versionLDFlags(src.k8sVersion),
 		}
 		if err := b.run(ctx, name, progress, every); err != nil {
+			os.RemoveAll(tmp)
 			return nil, err
 		}
 	}

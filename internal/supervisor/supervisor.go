@@ -10,12 +10,16 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -75,6 +79,37 @@ func (p *Process) ExitError() error {
 		err = errors.New("exit status 0")
 	}
 	return &ExitError{Name: p.spec.Name, LogPath: p.spec.LogPath, Tail: logtail.Lines(p.spec.LogPath, 20), Err: err}
+}
+
+// WaitHTTPReady polls url with client until it answers 200 OK. It fails
+// early with ExitError if the process exits, and with the last answer and
+// the process's log if ctx ends first.
+func (p *Process) WaitHTTPReady(ctx context.Context, client *http.Client, url string) error {
+	last := "no answer"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		} else if ctx.Err() == nil {
+			last = err.Error()
+		}
+		select {
+		case <-p.done:
+			return p.ExitError()
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s (last answer: %s); its log: %s", p.spec.Name, url, last, p.spec.LogPath)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // stop sends SIGTERM to the child's process group and SIGKILL after the

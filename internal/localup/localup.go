@@ -1,0 +1,350 @@
+// Package localup runs an all-in-one Verge cluster on this host for `verge
+// up`: the upstream control plane (via devcluster) plus verge-cloud, in the
+// foreground, until the context ends; and stops one for `verge down`.
+//
+// The data directory holds everything:
+//
+//	verge.lock    flock held for the life of `verge up` (one per directory)
+//	verge.pid     the pid of that `verge up`, for `verge down`
+//	kubeconfig    cluster-admin kubeconfig for the user
+//	cluster/      the control plane's state (see devcluster)
+//	cloud/        verge-cloud's identity
+//	logs/         verge-cloud's log
+//
+// A second `up` on the same directory resumes the cluster with its data.
+package localup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/verge-edge/verge/deploy"
+	"github.com/verge-edge/verge/internal/atomicfile"
+	"github.com/verge-edge/verge/internal/devcluster"
+	"github.com/verge-edge/verge/internal/k8sbin"
+	"github.com/verge-edge/verge/internal/kubeapply"
+	"github.com/verge-edge/verge/internal/loopback"
+	"github.com/verge-edge/verge/internal/pki"
+	"github.com/verge-edge/verge/internal/supervisor"
+)
+
+// Options configure `verge up`.
+type Options struct {
+	DataDir string
+	// APIServerPort is the kube-apiserver's loopback port.
+	APIServerPort int
+	// CloudOpsPort is verge-cloud's /healthz, /readyz, /metrics port.
+	CloudOpsPort int
+	// ControlPlaneSource is the tools/controlplane module; empty finds it
+	// from the working directory or the verge executable.
+	ControlPlaneSource string
+	// CloudBinary is the verge-cloud executable; empty uses the one next to
+	// the verge executable, building it from source if missing.
+	CloudBinary string
+	// Out receives progress and the final instructions.
+	Out io.Writer
+	// Logger receives supervision events (restarts of dead processes).
+	Logger *slog.Logger
+}
+
+// Defaults for the ports a user may need to change.
+const (
+	DefaultAPIServerPort = 6443
+	DefaultCloudOpsPort  = 10260
+)
+
+// UserError is a failure the user can fix; its message says how.
+type UserError struct{ Msg string }
+
+func (e *UserError) Error() string { return e.Msg }
+
+// cloudUser is verge-cloud's identity in a local cluster; RBAC binds it to
+// the ClusterRole shipped in deploy/.
+const cloudUser = "verge-cloud"
+
+// Up starts the cluster and verge-cloud, prints "ready" and next steps, and
+// keeps them running (restarting what dies) until ctx ends; then stops all
+// of it. Whatever fails, nothing it started is left running.
+func Up(ctx context.Context, o Options) (err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(o.Out, nil))
+	}
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o700); err != nil {
+		return err
+	}
+	unlock, err := lock(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	for _, p := range []struct {
+		port int
+		what string
+		flag string
+	}{
+		{o.APIServerPort, "kube-apiserver", "--apiserver-port"},
+		{o.CloudOpsPort, "verge-cloud's ops endpoint", "--cloud-ops-port"},
+	} {
+		if !loopback.PortFree(p.port) {
+			return &UserError{fmt.Sprintf("port %d (for %s) on 127.0.0.1 is already in use by another program: stop that program or choose another port with %s", p.port, p.what, p.flag)}
+		}
+	}
+
+	bins, cloudBin, err := ensureBinaries(ctx, o, dir)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(o.Out, "starting the Kubernetes %s control plane\n", bins.KubernetesVersion)
+	cluster, err := devcluster.Start(ctx, devcluster.Config{
+		Dir:           filepath.Join(dir, "cluster"),
+		Binaries:      bins,
+		APIServerPort: o.APIServerPort,
+		KeepData:      true,
+		Logger:        o.Logger,
+	})
+	if err != nil {
+		var busy *devcluster.PortInUseError
+		if errors.As(err, &busy) {
+			return &UserError{busy.Error() + ": stop that program or choose another port with --apiserver-port"}
+		}
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() {
+		if stopErr := cluster.Stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+	adminKubeconfig, err := os.ReadFile(cluster.AdminKubeconfig())
+	if err != nil {
+		return err
+	}
+	userKubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := atomicfile.Write(userKubeconfig, adminKubeconfig, 0o600); err != nil {
+		return err
+	}
+
+	cloudKubeconfig, err := prepareCloudIdentity(ctx, cluster, dir)
+	if err != nil {
+		return err
+	}
+	group := supervisor.NewGroup(o.Logger)
+	defer group.Stop()
+	fmt.Fprintln(o.Out, "starting verge-cloud")
+	opsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.CloudOpsPort))
+	cloud, err := group.Start(supervisor.Spec{
+		Name:        "verge-cloud",
+		Path:        cloudBin,
+		Args:        []string{"--kubeconfig=" + cloudKubeconfig, "--ops-address=" + opsAddr},
+		LogPath:     filepath.Join(dir, "logs", "verge-cloud.log"),
+		StopTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := cloud.WaitHTTPReady(readyCtx, &http.Client{Timeout: 5 * time.Second}, "http://"+opsAddr+"/readyz"); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(o.Out, `ready
+  Kubernetes API:  %s
+  kubeconfig:      %s
+  kubectl %s:  %s
+Next:
+  export KUBECONFIG=%s
+  kubectl get --raw /readyz
+Logs are in %s and %s.
+Stop with Ctrl-C, or from another shell: verge down --data-dir %s
+`, cluster.APIServerURL(), userKubeconfig, bins.KubernetesVersion, bins.Kubectl, userKubeconfig,
+		filepath.Join(dir, "logs"), filepath.Join(dir, "cluster", "logs"), dir)
+
+	<-ctx.Done()
+	fmt.Fprintln(o.Out, "stopping")
+	group.Stop()
+	if err := cluster.Stop(); err != nil {
+		return err
+	}
+	fmt.Fprintln(o.Out, "stopped")
+	return nil
+}
+
+// Down asks the `verge up` running from dataDir to stop and waits until it
+// has.
+func Down(ctx context.Context, dataDir string, out io.Writer) error {
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "verge.lock"), os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &UserError{fmt.Sprintf("no Verge cluster has run from %s (no verge.lock there)", dir)}
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		return &UserError{fmt.Sprintf("no Verge cluster is running from %s", dir)}
+	}
+	pid, err := readPID(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "stopping verge up (pid %d)\n", pid)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signalling pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("verge up (pid %d) did not stop within 2 minutes; its logs are in %s", pid, filepath.Join(dir, "logs"))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	fmt.Fprintln(out, "stopped")
+	return nil
+}
+
+// lock takes the data directory's lock and records our pid, or explains
+// which `verge up` holds it.
+func lock(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "verge.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		holder := "another verge up"
+		if pid, err := readPID(dir); err == nil {
+			holder = fmt.Sprintf("verge up (pid %d)", pid)
+		}
+		return nil, &UserError{fmt.Sprintf("a Verge cluster is already running from %s (%s): stop it with `verge down --data-dir %s` or Ctrl-C in its terminal, or use another --data-dir", dir, holder, dir)}
+	}
+	pidPath := filepath.Join(dir, "verge.pid")
+	if err := atomicfile.Write(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		os.Remove(pidPath)
+		f.Close() // releases the flock
+	}, nil
+}
+
+func readPID(dir string) (int, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "verge.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("reading the pid of verge up: %w", err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+// ensureBinaries finds or builds the control plane and verge-cloud.
+func ensureBinaries(ctx context.Context, o Options, dir string) (*k8sbin.Binaries, string, error) {
+	exe, _ := os.Executable()
+	src := o.ControlPlaneSource
+	if src == "" {
+		var err error
+		if src, err = findSource(exe); err != nil {
+			return nil, "", err
+		}
+	}
+	cache, err := k8sbin.DefaultCacheDir()
+	if err != nil {
+		return nil, "", err
+	}
+	bins, err := k8sbin.Ensure(ctx, k8sbin.Options{SourceDir: src, CacheDir: cache, Progress: o.Out})
+	if err != nil {
+		return nil, "", err
+	}
+	cloudBin := o.CloudBinary
+	if cloudBin == "" {
+		cloudBin = filepath.Join(filepath.Dir(exe), "verge-cloud")
+		if _, err := os.Stat(cloudBin); err != nil {
+			// Running from a checkout without `make build`: build it.
+			repo := filepath.Dir(filepath.Dir(src))
+			cloudBin = filepath.Join(dir, "bin", "verge-cloud")
+			fmt.Fprintf(o.Out, "building verge-cloud into %s\n", cloudBin)
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", cloudBin, "./cmd/verge-cloud")
+			cmd.Dir = repo
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return nil, "", fmt.Errorf("building verge-cloud: %w\n%s", err, out)
+			}
+		}
+	}
+	return bins, cloudBin, nil
+}
+
+// findSource looks for tools/controlplane from the working directory, then
+// from the verge executable's location (bin/ inside a checkout).
+func findSource(exe string) (string, error) {
+	wd, _ := os.Getwd()
+	src, err := k8sbin.FindSource(wd)
+	if err == nil {
+		return src, nil
+	}
+	if exe != "" {
+		if s, err2 := k8sbin.FindSource(filepath.Dir(exe)); err2 == nil {
+			return s, nil
+		}
+	}
+	return "", &UserError{"cannot find the Kubernetes control-plane pin (tools/controlplane): run verge up inside a Verge source checkout, or pass --controlplane-source DIR"}
+}
+
+// prepareCloudIdentity gives verge-cloud a client certificate for user
+// verge-cloud and grants it the ClusterRole shipped in deploy/, so the local
+// cluster runs verge-cloud with the same rights as a real installation.
+func prepareCloudIdentity(ctx context.Context, cluster *devcluster.Cluster, dir string) (string, error) {
+	applier, err := kubeapply.New(cluster.RESTConfig(), "verge")
+	if err != nil {
+		return "", err
+	}
+	role, err := deploy.CloudRBAC.ReadFile("verge-cloud/rbac.yaml")
+	if err != nil {
+		return "", err
+	}
+	binding := []byte(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: verge-cloud-local
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: verge-cloud}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ` + cloudUser + `}]
+`)
+	if err := applier.Apply(ctx, role, binding); err != nil {
+		return "", fmt.Errorf("granting verge-cloud its role: %w", err)
+	}
+	kp, err := cluster.CA().Issue(pki.Request{CommonName: cloudUser, Usage: pki.ClientAuth, Validity: 365 * 24 * time.Hour})
+	if err != nil {
+		return "", err
+	}
+	data, err := cluster.Kubeconfig(cloudUser, kp)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "cloud", "kubeconfig")
+	return path, atomicfile.Write(path, data, 0o600)
+}

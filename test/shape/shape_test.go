@@ -1,0 +1,81 @@
+// Package shape enforces how the repository is put together: what the edge
+// binary may link, that it stays pure Go and cross-compiles, and that every
+// package says what it is for.
+package shape
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const repoRoot = "../.."
+
+func goList(t *testing.T, env []string, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list %v: %v\n%s", args, err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	return strings.Fields(string(out))
+}
+
+// verge-edge runs on small devices: it must not link the cloud side, the
+// API server libraries or controller frameworks, and it must not need cgo.
+func TestEdgeLinksNoCloudCodeAndNoCgo(t *testing.T) {
+	forbidden := []string{
+		"github.com/verge-edge/verge/internal/cloud",
+		"github.com/verge-edge/verge/internal/devcluster",
+		"github.com/verge-edge/verge/internal/localup",
+		"k8s.io/apiserver",
+		"k8s.io/apiextensions-apiserver",
+		"sigs.k8s.io/controller-runtime",
+	}
+	for _, pkg := range goList(t, []string{"CGO_ENABLED=0"}, "-deps", "./cmd/verge-edge") {
+		for _, f := range forbidden {
+			if pkg == f || strings.HasPrefix(pkg, f+"/") {
+				t.Errorf("verge-edge links %s (forbidden prefix %s)", pkg, f)
+			}
+		}
+	}
+	for _, line := range goList(t, []string{"CGO_ENABLED=1"}, "-deps", "-f", "{{if .CgoFiles}}{{.ImportPath}}{{end}}", "./cmd/verge-edge") {
+		if line != "runtime/cgo" && line != "net" && line != "os/user" && line != "plugin" {
+			t.Errorf("verge-edge depends on cgo package %s", line)
+		}
+	}
+}
+
+func TestEdgeCrossCompiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cross-compiling takes a while; run without -short")
+	}
+	for _, p := range []struct{ arch, arm string }{{"amd64", ""}, {"arm64", ""}, {"arm", "7"}} {
+		out := filepath.Join(t.TempDir(), "verge-edge")
+		cmd := exec.Command("go", "build", "-o", out, "./cmd/verge-edge")
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+p.arch, "GOARM="+p.arm)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("linux/%s%s: %v\n%s", p.arch, p.arm, err, b)
+		}
+	}
+}
+
+// Every package outside cmd/ and test/ has a package comment.
+func TestPackagesAreDocumented(t *testing.T) {
+	for _, line := range goList(t, nil, "-f", "{{.ImportPath}}|{{if .Doc}}doc{{end}}", "./api/...", "./internal/...", "./pkg/...", "./deploy/...") {
+		path, doc, _ := strings.Cut(line, "|")
+		if doc == "" {
+			t.Errorf("package %s has no package comment saying what it is for", path)
+		}
+	}
+}
