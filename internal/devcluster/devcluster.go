@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/verge-edge/verge/internal/atomicfile"
@@ -168,7 +170,32 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	// Pods cannot be created until the controller-manager has made the
+	// namespace's default ServiceAccount; callers expect to create pods.
+	if err := c.waitDefaultServiceAccount(ctx, kcm); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, kcm *supervisor.Process) error {
+	cs, err := kubernetes.NewForConfig(c.config)
+	if err != nil {
+		return err
+	}
+	for {
+		_, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-kcm.Done():
+			return kcm.ExitError()
+		case <-ctx.Done():
+			return fmt.Errorf("the default ServiceAccount was not created within %s (last error: %v); see %s", c.cfg.ReadyTimeout, err, c.logPath("kube-controller-manager"))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Stop ends every process Start launched (API clients first, etcd last) and
