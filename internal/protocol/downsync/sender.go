@@ -68,8 +68,10 @@ type Config struct {
 	// Window is the most messages unacknowledged at once (default 256).
 	Window int
 	// Rank orders queued keys, lower first; keys of equal rank go in the
-	// order they were queued. Use it to send what pods depend on first.
-	Rank func(key string) int
+	// order they were queued. deleting says whether the key is leaving the
+	// view. Use it to send what pods depend on before the pods, and to
+	// delete it after them.
+	Rank func(key string, deleting bool) int
 	// Class names the informer a key comes from (e.g. "pods"), for the
 	// horizon rule. Keys of a class without a horizon are exempt from it.
 	Class func(key string) string
@@ -116,7 +118,7 @@ func NewSender(cfg Config) *Sender {
 		cfg.Window = 256
 	}
 	if cfg.Rank == nil {
-		cfg.Rank = func(string) int { return 0 }
+		cfg.Rank = func(string, bool) int { return 0 }
 	}
 	if cfg.Class == nil {
 		cfg.Class = func(string) string { return "" }
@@ -325,7 +327,8 @@ func (s *Sender) mark(key string) {
 	delete(s.deferred, key)
 	s.queued[key] = true
 	s.order++
-	heap.Push(&s.queue, queued{key: key, rank: s.cfg.Rank(key), order: s.order})
+	_, inView := s.view[key]
+	heap.Push(&s.queue, queued{key: key, rank: s.cfg.Rank(key, !inView), order: s.order})
 }
 
 // edgeState is what the edge will hold once everything in flight lands.

@@ -10,15 +10,19 @@ import (
 	"github.com/cockroachdb/datadriven"
 )
 
-// rankByResource sends what pods depend on before pods.
-func rankByResource(key string) int {
+// rankByResource sends what pods depend on before pods, and deletes it
+// after them.
+func rankByResource(key string, deleting bool) int {
 	switch strings.SplitN(key, "/", 2)[0] {
 	case "secrets", "configmaps", "tokens":
+		if deleting {
+			return 2
+		}
 		return 0
 	case "pods":
 		return 1
 	}
-	return 2
+	return 3
 }
 
 func classOf(key string) string { return strings.SplitN(key, "/", 2)[0] }

@@ -1,0 +1,247 @@
+// Package nodeview computes, for each edge node connected to this replica,
+// the set of objects the node must hold: the pods bound to it, the
+// ConfigMaps and Secrets those pods use, and the service-account tokens
+// their projected volumes request. It keeps that set current from informer
+// events and tells each node's session (a Sink) what changed.
+//
+// Nothing is kept for nodes that are not connected here: a node's view is
+// computed from the informer caches when it connects (Subscribe), and
+// maintained incrementally until it disconnects. No per-object bookkeeping
+// is written anywhere.
+package nodeview
+
+import (
+	"strconv"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/verge-edge/verge/internal/protocol/downsync"
+)
+
+// Sink receives a node's view changes (a session's downsync.Sender).
+type Sink interface {
+	Set(obj downsync.Object)
+	Remove(key string)
+	SetHorizon(class string, rv uint64)
+}
+
+// Cache reads the informer caches.
+type Cache interface {
+	// PodsOnNode returns the pods whose spec.nodeName is node.
+	PodsOnNode(node string) []*corev1.Pod
+	// Object returns the ConfigMap or Secret with key, if cached.
+	Object(key string) (runtime.Object, bool)
+}
+
+// Tokens mints service-account tokens for pods' projected volumes and
+// keeps them fresh, delivering each version to deliver.
+type Tokens interface {
+	Want(node string, podUID string, req TokenRequest, deliver func(downsync.Object))
+	Drop(node string, key string)
+}
+
+// View maintains the views of subscribed nodes.
+type View struct {
+	cache  Cache
+	tokens Tokens
+
+	mu   sync.Mutex
+	subs map[string]*subscription
+	// refs index: object key → nodes (subscribed) whose pods reference it.
+	users map[string]map[string]bool
+}
+
+type subscription struct {
+	sink Sink
+	pods map[string]podRefs // pod key → what it references
+	// refcount: object key → number of this node's pods referencing it.
+	refcount map[string]int
+	tokens   map[string]int // token key → pods wanting it (one pod each, kept for symmetry)
+}
+
+type podRefs struct {
+	objects []string
+	tokens  []string
+}
+
+// New returns a View reading cache and minting tokens with tokens.
+func New(cache Cache, tokens Tokens) *View {
+	return &View{cache: cache, tokens: tokens, subs: map[string]*subscription{}, users: map[string]map[string]bool{}}
+}
+
+// Subscribe starts maintaining node's view, delivering its current content
+// to sink at once. The returned function stops it.
+func (v *View) Subscribe(node string, sink Sink) (unsubscribe func()) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if old := v.subs[node]; old != nil {
+		v.dropLocked(node, old)
+	}
+	s := &subscription{sink: sink, pods: map[string]podRefs{}, refcount: map[string]int{}, tokens: map[string]int{}}
+	v.subs[node] = s
+	for _, pod := range v.cache.PodsOnNode(node) {
+		v.addPodLocked(node, s, pod)
+	}
+	return func() {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.subs[node] == s {
+			v.dropLocked(node, s)
+			delete(v.subs, node)
+		}
+	}
+}
+
+// Subscribed reports how many nodes are subscribed.
+func (v *View) Subscribed() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.subs)
+}
+
+// OnPod applies a pod informer event; old or new is nil for add/delete.
+func (v *View) OnPod(old, new *corev1.Pod) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if old != nil && (new == nil || old.Spec.NodeName != new.Spec.NodeName) {
+		if s := v.subs[old.Spec.NodeName]; s != nil {
+			v.removePodLocked(old.Spec.NodeName, s, podKey(old))
+		}
+	}
+	if new != nil && new.Spec.NodeName != "" {
+		if s := v.subs[new.Spec.NodeName]; s != nil {
+			v.addPodLocked(new.Spec.NodeName, s, new)
+		}
+	}
+}
+
+// OnObject applies a ConfigMap or Secret informer event (obj nil when it
+// was deleted).
+func (v *View) OnObject(key string, obj runtime.Object) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for node := range v.users[key] {
+		s := v.subs[node]
+		if obj == nil {
+			s.sink.Remove(key)
+		} else {
+			s.sink.Set(toObject(key, obj))
+		}
+	}
+}
+
+// SetHorizon passes an informer's progress to every subscribed node.
+func (v *View) SetHorizon(class string, rv uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, s := range v.subs {
+		s.sink.SetHorizon(class, rv)
+	}
+}
+
+func podKey(p *corev1.Pod) string { return Key(Pods, p.Namespace, p.Name) }
+
+func (v *View) addPodLocked(node string, s *subscription, pod *corev1.Pod) {
+	key := podKey(pod)
+	objects, tokens := References(pod)
+	refs := podRefs{objects: objects}
+	for _, t := range tokens {
+		refs.tokens = append(refs.tokens, Key(ServiceAccountTokens, t.Namespace, TokenName(t.Pod, t.Audiences, t.ExpirationSeconds)))
+	}
+	old, had := s.pods[key]
+	s.pods[key] = refs
+	// Reference the new set before releasing the old one, so an object both
+	// use is never removed and re-added.
+	for _, k := range refs.objects {
+		v.refLocked(node, s, k)
+	}
+	for i, k := range refs.tokens {
+		s.tokens[k]++
+		if s.tokens[k] == 1 {
+			sink := s.sink
+			v.tokens.Want(node, string(pod.UID), tokens[i], func(o downsync.Object) { sink.Set(o) })
+		}
+	}
+	s.sink.Set(toObject(key, pod))
+	if had {
+		v.unrefAllLocked(node, s, old)
+	}
+}
+
+func (v *View) removePodLocked(node string, s *subscription, key string) {
+	refs, ok := s.pods[key]
+	if !ok {
+		return
+	}
+	delete(s.pods, key)
+	s.sink.Remove(key)
+	v.unrefAllLocked(node, s, refs)
+}
+
+func (v *View) refLocked(node string, s *subscription, key string) {
+	s.refcount[key]++
+	if s.refcount[key] > 1 {
+		return
+	}
+	if v.users[key] == nil {
+		v.users[key] = map[string]bool{}
+	}
+	v.users[key][node] = true
+	if obj, ok := v.cache.Object(key); ok {
+		s.sink.Set(toObject(key, obj))
+	}
+}
+
+func (v *View) unrefAllLocked(node string, s *subscription, refs podRefs) {
+	for _, k := range refs.objects {
+		s.refcount[k]--
+		if s.refcount[k] > 0 {
+			continue
+		}
+		delete(s.refcount, k)
+		delete(v.users[k], node)
+		if len(v.users[k]) == 0 {
+			delete(v.users, k)
+		}
+		s.sink.Remove(k)
+	}
+	for _, k := range refs.tokens {
+		s.tokens[k]--
+		if s.tokens[k] > 0 {
+			continue
+		}
+		delete(s.tokens, k)
+		v.tokens.Drop(node, k)
+		s.sink.Remove(k)
+	}
+}
+
+// dropLocked forgets a subscription's references (its sink is abandoned).
+func (v *View) dropLocked(node string, s *subscription) {
+	for k := range s.refcount {
+		delete(v.users[k], node)
+		if len(v.users[k]) == 0 {
+			delete(v.users, k)
+		}
+	}
+	for k := range s.tokens {
+		v.tokens.Drop(node, k)
+	}
+}
+
+func toObject(key string, obj runtime.Object) downsync.Object {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return downsync.Object{Key: key, Body: obj}
+	}
+	return downsync.Object{Key: key, Version: downsync.Version{UID: string(m.GetUID()), ResourceVersion: m.GetResourceVersion()}, Body: obj}
+}
+
+// ParseRV reads a resourceVersion as a number (0 if it is not one).
+func ParseRV(rv string) uint64 {
+	n, _ := strconv.ParseUint(rv, 10, 64)
+	return n
+}

@@ -1,0 +1,244 @@
+package nodeview
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/verge-edge/verge/internal/protocol/downsync"
+)
+
+type fakeCache struct {
+	pods    []*corev1.Pod
+	objects map[string]runtime.Object
+}
+
+func (c *fakeCache) PodsOnNode(node string) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, p := range c.pods {
+		if p.Spec.NodeName == node {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c *fakeCache) Object(key string) (runtime.Object, bool) {
+	o, ok := c.objects[key]
+	return o, ok
+}
+
+type fakeTokens struct {
+	mu      sync.Mutex
+	wanted  map[string]func(downsync.Object)
+	dropped []string
+}
+
+func (f *fakeTokens) Want(node, podUID string, req TokenRequest, deliver func(downsync.Object)) {
+	key := Key(ServiceAccountTokens, req.Namespace, TokenName(req.Pod, req.Audiences, req.ExpirationSeconds))
+	f.wanted[node+" "+key] = deliver
+	deliver(downsync.Object{Key: key, Version: downsync.Version{UID: podUID, ResourceVersion: "1"}})
+}
+
+func (f *fakeTokens) Drop(node, key string) { f.dropped = append(f.dropped, node+" "+key) }
+
+// recorder is a Sink that logs calls.
+type recorder struct{ log []string }
+
+func (r *recorder) Set(o downsync.Object) {
+	r.log = append(r.log, fmt.Sprintf("set %s@%s", o.Key, o.Version.ResourceVersion))
+}
+func (r *recorder) Remove(key string)                  { r.log = append(r.log, "remove "+key) }
+func (r *recorder) SetHorizon(class string, rv uint64) { r.log = append(r.log, fmt.Sprintf("horizon %s %d", class, rv)) }
+func (r *recorder) take() string {
+	out := strings.Join(r.log, "\n")
+	r.log = nil
+	return out
+}
+
+func cm(name, rv string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("u-" + name), ResourceVersion: rv}}
+}
+
+func pod(name, node, rv string, mutate func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("u-" + name), ResourceVersion: rv},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c"}}},
+	}
+	if mutate != nil {
+		mutate(p)
+	}
+	return p
+}
+
+func usesConfigMap(name string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}}})
+	}
+}
+
+func TestViewLifecycle(t *testing.T) {
+	cache := &fakeCache{objects: map[string]runtime.Object{
+		"configmaps/ns/shared": cm("shared", "3"),
+		"configmaps/ns/only-b": cm("only-b", "4"),
+	}}
+	a := pod("a", "edge-1", "10", usesConfigMap("shared"))
+	b := pod("b", "edge-1", "11", func(p *corev1.Pod) {
+		usesConfigMap("shared")(p)
+		usesConfigMap("only-b")(p)
+		usesConfigMap("missing")(p)
+	})
+	other := pod("c", "edge-2", "12", usesConfigMap("shared"))
+	cache.pods = []*corev1.Pod{a, b, other}
+	tokens := &fakeTokens{wanted: map[string]func(downsync.Object){}}
+	v := New(cache, tokens)
+	r := &recorder{}
+
+	unsubscribe := v.Subscribe("edge-1", r)
+	if got, want := r.take(), strings.Join([]string{
+		"set configmaps/ns/shared@3", "set pods/ns/a@10",
+		"set configmaps/ns/only-b@4", "set pods/ns/b@11",
+	}, "\n"); got != want {
+		t.Fatalf("initial view:\n%s\nwant:\n%s", got, want)
+	}
+
+	// A ConfigMap change reaches the node that uses it; a missing one that
+	// appears later is delivered.
+	v.OnObject("configmaps/ns/shared", cm("shared", "20"))
+	v.OnObject("configmaps/ns/missing", cm("missing", "21"))
+	v.OnObject("configmaps/ns/unused", cm("unused", "22"))
+	if got := r.take(); got != "set configmaps/ns/shared@20\nset configmaps/ns/missing@21" {
+		t.Fatalf("object events:\n%s", got)
+	}
+
+	// b stops using only-b: it leaves the view; shared stays (a uses it).
+	b2 := pod("b", "edge-1", "30", usesConfigMap("shared"))
+	v.OnPod(b, b2)
+	if got := r.take(); got != "set pods/ns/b@30\nremove configmaps/ns/missing\nremove configmaps/ns/only-b" {
+		t.Fatalf("reference change:\n%s", got)
+	}
+
+	// Pods on other nodes do not reach this node.
+	v.OnPod(nil, pod("d", "edge-2", "31", usesConfigMap("shared")))
+	if got := r.take(); got != "" {
+		t.Fatalf("other node's pod leaked:\n%s", got)
+	}
+
+	// Deleting a: shared is still used by b. Deleting b: shared goes.
+	v.OnPod(a, nil)
+	if got := r.take(); got != "remove pods/ns/a" {
+		t.Fatalf("delete a:\n%s", got)
+	}
+	v.OnPod(b2, nil)
+	if got := r.take(); got != "remove pods/ns/b\nremove configmaps/ns/shared" {
+		t.Fatalf("delete b:\n%s", got)
+	}
+
+	v.SetHorizon("pods", 40)
+	if got := r.take(); got != "horizon pods 40" {
+		t.Fatalf("horizon: %s", got)
+	}
+
+	unsubscribe()
+	v.OnPod(nil, pod("e", "edge-1", "41", nil))
+	v.OnObject("configmaps/ns/shared", cm("shared", "42"))
+	if got := r.take(); got != "" {
+		t.Fatalf("events after unsubscribe:\n%s", got)
+	}
+	if v.Subscribed() != 0 || len(v.users) != 0 {
+		t.Fatalf("state left after unsubscribe: %d subs, users %v", v.Subscribed(), v.users)
+	}
+}
+
+func TestViewTokens(t *testing.T) {
+	withToken := func(p *corev1.Pod) {
+		p.Spec.ServiceAccountName = "runner"
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}}},
+		}}})
+	}
+	p := pod("a", "edge-1", "10", withToken)
+	cache := &fakeCache{pods: []*corev1.Pod{p}, objects: map[string]runtime.Object{}}
+	tokens := &fakeTokens{wanted: map[string]func(downsync.Object){}}
+	v := New(cache, tokens)
+	r := &recorder{}
+	v.Subscribe("edge-1", r)
+	tokenKey := Key(ServiceAccountTokens, "ns", TokenName("a", nil, 3607))
+	if got := r.take(); got != "set "+tokenKey+"@1\nset pods/ns/a@10" {
+		t.Fatalf("token not delivered before the pod:\n%s", got)
+	}
+	// A status-only update does not ask for a new token.
+	v.OnPod(p, pod("a", "edge-1", "11", withToken))
+	if len(tokens.wanted) != 1 {
+		t.Fatalf("token requested again on update: %v", tokens.wanted)
+	}
+	r.take()
+	v.OnPod(p, nil)
+	if got := r.take(); got != "remove pods/ns/a\nremove "+tokenKey {
+		t.Fatalf("token not removed with its pod:\n%s", got)
+	}
+	if len(tokens.dropped) != 1 || tokens.dropped[0] != "edge-1 "+tokenKey {
+		t.Fatalf("token minting not stopped: %v", tokens.dropped)
+	}
+}
+
+func TestReferences(t *testing.T) {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p"},
+		Spec: corev1.PodSpec{
+			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}},
+			Volumes: []corev1.Volume{
+				{Name: "v1", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "vol-secret"}}},
+				{Name: "v2", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}}},
+					{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "proj-secret"}}},
+					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: "vault", Path: "t"}},
+				}}}},
+				{Name: "v3", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+			InitContainers: []corev1.Container{{Name: "i", EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "init-env"}}}}}},
+			Containers: []corev1.Container{{Name: "c", Env: []corev1.EnvVar{
+				{Name: "A", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "env-cm"}, Key: "k"}}},
+				{Name: "B", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "vol-secret"}, Key: "k"}}},
+				{Name: "C", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+			}, EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "env-secret"}}}}}},
+		},
+	}
+	objects, tokens := References(p)
+	want := []string{"configmaps/ns/env-cm", "configmaps/ns/init-env", "configmaps/ns/kube-root-ca.crt", "secrets/ns/env-secret", "secrets/ns/proj-secret", "secrets/ns/pull", "secrets/ns/vol-secret"}
+	if !sort.StringsAreSorted(objects) || strings.Join(objects, ",") != strings.Join(want, ",") {
+		t.Errorf("objects = %v\nwant %v", objects, want)
+	}
+	if len(tokens) != 1 || tokens[0].ServiceAccount != "default" || tokens[0].Audiences[0] != "vault" || tokens[0].ExpirationSeconds != 3600 {
+		t.Errorf("tokens = %+v", tokens)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	r, ns, n, err := SplitKey(Key(Pods, "ns", "web-1"))
+	if err != nil || r != Pods || ns != "ns" || n != "web-1" {
+		t.Fatalf("SplitKey: %s %s %s %v", r, ns, n, err)
+	}
+	if _, _, _, err := SplitKey("pods/only"); err == nil {
+		t.Error("malformed key accepted")
+	}
+	for _, dep := range []string{"secrets/a/b", "configmaps/a/b", "serviceaccounttokens/a/b"} {
+		if Rank(dep, false) >= Rank("pods/a/b", false) || Rank(dep, true) <= Rank("pods/a/b", true) {
+			t.Errorf("%s must be sent before pods and deleted after them", dep)
+		}
+	}
+	if Class("serviceaccounttokens/a/b") != "" || Class("pods/a/b") != "pods" {
+		t.Error("class")
+	}
+	if TokenName("p", []string{"b", "a"}, 10) != TokenName("p", []string{"a", "b"}, 10) || TokenName("p", nil, 10) == TokenName("p", nil, 11) {
+		t.Error("token names must be stable per request and differ across requests")
+	}
+}
