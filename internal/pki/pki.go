@@ -106,6 +106,16 @@ func (ca *CA) Issue(req Request) (*KeyPair, error) {
 	return &KeyPair{CertPEM: encodeCert(der), KeyPEM: keyPEM}, nil
 }
 
+// SignPublicKey issues a certificate for a key held elsewhere (e.g. the
+// public key from a certificate signing request) and returns it as PEM.
+func (ca *CA) SignPublicKey(req Request, pub crypto.PublicKey) ([]byte, error) {
+	der, err := ca.sign(req, pub)
+	if err != nil {
+		return nil, err
+	}
+	return encodeCert(der), nil
+}
+
 func (ca *CA) sign(req Request, pub crypto.PublicKey) ([]byte, error) {
 	if req.Validity <= 0 {
 		return nil, errors.New("certificate validity must be positive")

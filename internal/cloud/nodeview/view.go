@@ -37,7 +37,8 @@ type Cache interface {
 }
 
 // Tokens mints service-account tokens for pods' projected volumes and
-// keeps them fresh, delivering each version to deliver.
+// keeps them fresh, delivering each version to deliver. Want must not call
+// deliver before returning.
 type Tokens interface {
 	Want(node string, podUID string, req TokenRequest, deliver func(downsync.Object))
 	Drop(node string, key string)
@@ -161,13 +162,22 @@ func (v *View) addPodLocked(node string, s *subscription, pod *corev1.Pod) {
 	for i, k := range refs.tokens {
 		s.tokens[k]++
 		if s.tokens[k] == 1 {
-			sink := s.sink
-			v.tokens.Want(node, string(pod.UID), tokens[i], func(o downsync.Object) { sink.Set(o) })
+			v.tokens.Want(node, string(pod.UID), tokens[i], func(o downsync.Object) { v.deliverToken(node, s, o) })
 		}
 	}
 	s.sink.Set(toObject(key, pod))
 	if had {
 		v.unrefAllLocked(node, s, old)
+	}
+}
+
+// deliverToken passes a minted token to the node if it still wants it (the
+// minter works asynchronously; the pod may have gone meanwhile).
+func (v *View) deliverToken(node string, s *subscription, o downsync.Object) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.subs[node] == s && s.tokens[o.Key] > 0 {
+		s.sink.Set(o)
 	}
 }
 

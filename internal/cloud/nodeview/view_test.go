@@ -44,8 +44,10 @@ type fakeTokens struct {
 
 func (f *fakeTokens) Want(node, podUID string, req TokenRequest, deliver func(downsync.Object)) {
 	key := Key(ServiceAccountTokens, req.Namespace, TokenName(req.Pod, req.Audiences, req.ExpirationSeconds))
-	f.wanted[node+" "+key] = deliver
-	deliver(downsync.Object{Key: key, Version: downsync.Version{UID: podUID, ResourceVersion: "1"}})
+	f.wanted[node+" "+key] = func(o downsync.Object) {
+		o.Key, o.Version.UID = key, podUID
+		deliver(o)
+	}
 }
 
 func (f *fakeTokens) Drop(node, key string) { f.dropped = append(f.dropped, node+" "+key) }
@@ -172,8 +174,10 @@ func TestViewTokens(t *testing.T) {
 	r := &recorder{}
 	v.Subscribe("edge-1", r)
 	tokenKey := Key(ServiceAccountTokens, "ns", TokenName("a", nil, 3607))
-	if got := r.take(); got != "set "+tokenKey+"@1\nset pods/ns/a@10" {
-		t.Fatalf("token not delivered before the pod:\n%s", got)
+	deliver := tokens.wanted["edge-1 "+tokenKey]
+	deliver(downsync.Object{Version: downsync.Version{ResourceVersion: "1"}})
+	if got := r.take(); got != "set pods/ns/a@10\nset "+tokenKey+"@1" {
+		t.Fatalf("pod and minted token:\n%s", got)
 	}
 	// A status-only update does not ask for a new token.
 	v.OnPod(p, pod("a", "edge-1", "11", withToken))
@@ -187,6 +191,11 @@ func TestViewTokens(t *testing.T) {
 	}
 	if len(tokens.dropped) != 1 || tokens.dropped[0] != "edge-1 "+tokenKey {
 		t.Fatalf("token minting not stopped: %v", tokens.dropped)
+	}
+	// A token minted after its pod left is not delivered.
+	deliver(downsync.Object{Version: downsync.Version{ResourceVersion: "2"}})
+	if got := r.take(); got != "" {
+		t.Fatalf("late token delivered: %s", got)
 	}
 }
 

@@ -1,0 +1,68 @@
+// Package nodeca keeps the Verge CA, which signs node and hub certificates,
+// in a Secret. It is created once, atomically: replicas starting together
+// race to create the Secret and every loser reads the winner's, so all
+// replicas sign with the same CA (KubeEdge's #5922, where two replicas each
+// kept their own CA, cannot happen). An existing Secret that cannot be read
+// as a CA is an error, never silently replaced.
+package nodeca
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/verge-edge/verge/internal/pki"
+)
+
+// SecretName is the Secret holding the CA in verge-cloud's namespace.
+const SecretName = "verge-ca"
+
+// Validity of a new CA.
+const Validity = 20 * 365 * 24 * time.Hour
+
+// LoadOrCreate returns the CA from namespace/SecretName, creating it if
+// absent.
+func LoadOrCreate(ctx context.Context, cs kubernetes.Interface, namespace string) (*pki.CA, error) {
+	secrets := cs.CoreV1().Secrets(namespace)
+	s, err := secrets.Get(ctx, SecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		ca, genErr := pki.NewCA("verge-ca", Validity)
+		if genErr != nil {
+			return nil, genErr
+		}
+		keyPEM, genErr := pki.EncodeKey(ca.Key)
+		if genErr != nil {
+			return nil, genErr
+		}
+		s, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: SecretName, Namespace: namespace, Labels: map[string]string{"app.kubernetes.io/part-of": "verge"}},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM, corev1.TLSPrivateKeyKey: keyPEM},
+		}, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			return ca, nil
+		case apierrors.IsAlreadyExists(err):
+			s, err = secrets.Get(ctx, SecretName, metav1.GetOptions{}) // another replica won the race
+		case apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("creating the Verge CA: namespace %s does not exist: apply deploy/verge-cloud/serviceaccount.yaml or pass the right namespace", namespace)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the Verge CA Secret %s/%s: %w", namespace, SecretName, err)
+	}
+	cert, err := pki.ParseCert(s.Data[corev1.TLSCertKey])
+	if err != nil {
+		return nil, fmt.Errorf("the Verge CA Secret %s/%s has no valid %s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", namespace, SecretName, corev1.TLSCertKey, err)
+	}
+	key, err := pki.ParseKey(s.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return nil, fmt.Errorf("the Verge CA Secret %s/%s has no valid %s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", namespace, SecretName, corev1.TLSPrivateKeyKey, err)
+	}
+	return &pki.CA{Cert: cert, Key: key, CertPEM: s.Data[corev1.TLSCertKey]}, nil
+}

@@ -1,0 +1,118 @@
+// Package wire encodes the objects that cross the cloud–edge link and
+// decodes them on the other side. Core Kubernetes kinds use Kubernetes'
+// own protobuf encoding (compact, and fast to decode on small devices);
+// everything else uses JSON. Payloads above a threshold are gzip-compressed.
+//
+// Both verge-cloud and verge-edge import this package, so it must stay free
+// of anything cloud-only.
+package wire
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/syncpb"
+)
+
+// CompressAbove is the payload size beyond which data is gzip-compressed.
+const CompressAbove = 2048
+
+// MaxDecoded bounds a decompressed payload, so a hostile or broken peer
+// cannot make the other side allocate without limit.
+const MaxDecoded = 64 << 20
+
+// ServiceAccountToken is the object the cloud mints for a pod's projected
+// service-account token volume (resource "serviceaccounttokens").
+type ServiceAccountToken struct {
+	Token               string    `json:"token"`
+	ExpirationTimestamp time.Time `json:"expirationTimestamp"`
+}
+
+// protoMarshaler is implemented by the generated Kubernetes API types.
+type protoMarshaler interface {
+	Marshal() ([]byte, error)
+}
+
+// Encode serialises body for the wire.
+func Encode(body any) (syncpb.Encoding, []byte, bool, error) {
+	var (
+		enc  syncpb.Encoding
+		data []byte
+		err  error
+	)
+	switch b := body.(type) {
+	case *corev1.Pod, *corev1.ConfigMap, *corev1.Secret, *corev1.Node, *corev1.Event:
+		enc = syncpb.Encoding_ENCODING_KUBE_PROTOBUF
+		data, err = b.(protoMarshaler).Marshal()
+	default:
+		enc = syncpb.Encoding_ENCODING_JSON
+		data, err = json.Marshal(b)
+	}
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("encoding %T: %w", body, err)
+	}
+	if len(data) <= CompressAbove {
+		return enc, data, false, nil
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if _, err := zw.Write(data); err != nil {
+		return 0, nil, false, err
+	}
+	if err := zw.Close(); err != nil {
+		return 0, nil, false, err
+	}
+	if buf.Len() >= len(data) {
+		return enc, data, false, nil
+	}
+	return enc, buf.Bytes(), true, nil
+}
+
+// Raw undoes compression.
+func Raw(data []byte, compressed bool) ([]byte, error) {
+	if !compressed {
+		return data, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("decompressing payload: %w", err)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, MaxDecoded+1))
+	if err != nil {
+		return nil, fmt.Errorf("decompressing payload: %w", err)
+	}
+	if len(out) > MaxDecoded {
+		return nil, fmt.Errorf("payload larger than %d bytes after decompression", MaxDecoded)
+	}
+	return out, nil
+}
+
+// protoUnmarshaler is implemented by the generated Kubernetes API types.
+type protoUnmarshaler interface {
+	Unmarshal([]byte) error
+}
+
+// Decode reads a payload into into (a pointer to the expected type).
+func Decode(enc syncpb.Encoding, data []byte, compressed bool, into any) error {
+	raw, err := Raw(data, compressed)
+	if err != nil {
+		return err
+	}
+	switch enc {
+	case syncpb.Encoding_ENCODING_KUBE_PROTOBUF:
+		u, ok := into.(protoUnmarshaler)
+		if !ok {
+			return fmt.Errorf("%T has no protobuf encoding", into)
+		}
+		return u.Unmarshal(raw)
+	case syncpb.Encoding_ENCODING_JSON:
+		return json.Unmarshal(raw, into)
+	}
+	return fmt.Errorf("unknown encoding %v", enc)
+}
