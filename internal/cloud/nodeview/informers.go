@@ -105,7 +105,9 @@ func Watch(factory informers.SharedInformerFactory, tokens Tokens) (*Watcher, er
 }
 
 // Pod returns a cached pod, for authorizing what nodes report about it.
-func (w *Watcher) Pod(namespace, name string) (*corev1.Pod, bool) { return w.cache.Pod(namespace, name) }
+func (w *Watcher) Pod(namespace, name string) (*corev1.Pod, bool) {
+	return w.cache.Pod(namespace, name)
+}
 
 // HasSynced reports whether every informer has its initial list.
 func (w *Watcher) HasSynced() bool {

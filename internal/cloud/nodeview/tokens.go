@@ -139,4 +139,3 @@ func (m *Minter) processNext(ctx context.Context) bool {
 	m.queue.AddAfter(id, max(refresh, time.Minute))
 	return true
 }
-

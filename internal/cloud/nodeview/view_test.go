@@ -58,8 +58,10 @@ type recorder struct{ log []string }
 func (r *recorder) Set(o downsync.Object) {
 	r.log = append(r.log, fmt.Sprintf("set %s@%s", o.Key, o.Version.ResourceVersion))
 }
-func (r *recorder) Remove(key string)                  { r.log = append(r.log, "remove "+key) }
-func (r *recorder) SetHorizon(class string, rv uint64) { r.log = append(r.log, fmt.Sprintf("horizon %s %d", class, rv)) }
+func (r *recorder) Remove(key string) { r.log = append(r.log, "remove "+key) }
+func (r *recorder) SetHorizon(class string, rv uint64) {
+	r.log = append(r.log, fmt.Sprintf("horizon %s %d", class, rv))
+}
 func (r *recorder) take() string {
 	out := strings.Join(r.log, "\n")
 	r.log = nil
