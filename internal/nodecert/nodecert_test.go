@@ -3,6 +3,7 @@ package nodecert
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -74,7 +75,7 @@ func TestSignAndIdentity(t *testing.T) {
 // handshake runs one TLS handshake between a hub config and a client config
 // over a real loopback connection, returning the client's and the server's
 // errors and the client certificate the server saw.
-func handshake(t *testing.T, server, client *tls.Config, dialName string) (clientErr, serverErr error, peer []*x509.Certificate) {
+func handshake(t *testing.T, server, client *tls.Config, dialName string) (peer []*x509.Certificate, clientErr, serverErr error) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,7 +93,7 @@ func handshake(t *testing.T, server, client *tls.Config, dialName string) (clien
 		tc := tls.Server(conn, server)
 		serverErr = tc.Handshake()
 		peer = tc.ConnectionState().PeerCertificates
-		tc.Close()
+		_ = tc.Close()
 	}()
 	conn, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -106,15 +107,16 @@ func handshake(t *testing.T, server, client *tls.Config, dialName string) (clien
 	clientErr = tc.Handshake()
 	if clientErr == nil {
 		// TLS 1.3 reports client-certificate rejection on the first read.
-		tc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_ = tc.SetReadDeadline(time.Now().Add(2 * time.Second))
 		_, clientErr = tc.Read(make([]byte, 1))
-		if ne, ok := clientErr.(net.Error); ok && ne.Timeout() || clientErr != nil && strings.Contains(clientErr.Error(), "EOF") {
+		var ne net.Error
+		if errors.As(clientErr, &ne) && ne.Timeout() || clientErr != nil && strings.Contains(clientErr.Error(), "EOF") {
 			clientErr = nil
 		}
 	}
-	tc.Close()
+	_ = tc.Close()
 	<-done
-	return clientErr, serverErr, peer
+	return peer, clientErr, serverErr
 }
 
 func TestHubAndNodeTLS(t *testing.T) {
@@ -129,7 +131,7 @@ func TestHubAndNodeTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cErr, sErr, peer := handshake(t, server, client, "192.0.2.77")
+	peer, cErr, sErr := handshake(t, server, client, "192.0.2.77")
 	if cErr != nil || sErr != nil || len(peer) == 0 {
 		t.Fatalf("mTLS handshake: client %v, server %v", cErr, sErr)
 	}
@@ -139,12 +141,12 @@ func TestHubAndNodeTLS(t *testing.T) {
 	// A certificate from another CA is refused by the hub.
 	other := newCA(t)
 	stranger, _ := ClientTLS(ca.CertPEM, nodeCert(t, other, "edge-1"))
-	if _, sErr, _ := handshake(t, server, stranger, "x"); sErr == nil {
+	if _, _, sErr := handshake(t, server, stranger, "x"); sErr == nil {
 		t.Error("hub accepted a node certificate from a foreign CA")
 	}
 	// A node refuses a hub from another CA.
 	foreignHub, _ := ServerTLS(other, nil, time.Hour)
-	if cErr, _, _ := handshake(t, foreignHub, client, "x"); cErr == nil {
+	if _, cErr, _ := handshake(t, foreignHub, client, "x"); cErr == nil {
 		t.Error("node accepted a hub from a foreign CA")
 	}
 }
@@ -153,12 +155,12 @@ func TestPinnedJoin(t *testing.T) {
 	ca := newCA(t)
 	server, _ := ServerTLS(ca, nil, time.Hour)
 	var got *x509.Certificate
-	if cErr, _, _ := handshake(t, server, PinnedTLS(pki.Hash(ca.Cert), &got), "any"); cErr != nil || got == nil || !got.Equal(ca.Cert) {
+	if _, cErr, _ := handshake(t, server, PinnedTLS(pki.Hash(ca.Cert), &got), "any"); cErr != nil || got == nil || !got.Equal(ca.Cert) {
 		t.Fatalf("pinned handshake: %v, CA %v", cErr, got)
 	}
 	got = nil
 	wrong := pki.Hash(newCA(t).Cert)
-	cErr, _, _ := handshake(t, server, PinnedTLS(wrong, &got), "any")
+	_, cErr, _ := handshake(t, server, PinnedTLS(wrong, &got), "any")
 	if cErr == nil || !strings.Contains(cErr.Error(), "does not match the hash in the join token") || got != nil {
 		t.Fatalf("mismatched pin: %v", cErr)
 	}

@@ -49,14 +49,18 @@ func NewMinter(client kubernetes.Interface, logger *slog.Logger) *Minter {
 	}
 }
 
-// Want asks for a token for a pod's volume on node; deliver receives each
-// minted version.
-func (m *Minter) Want(node, podUID string, req TokenRequest, deliver func(downsync.Object)) {
+// Want asks for a token for a pod's volume on node, first minted at
+// notBefore; deliver receives each minted version.
+func (m *Minter) Want(node, podUID string, req TokenRequest, notBefore time.Time, deliver func(downsync.Object)) {
 	key := Key(ServiceAccountTokens, req.Namespace, TokenName(req.Pod, req.Audiences, req.ExpirationSeconds))
 	id := node + " " + key
 	m.mu.Lock()
 	m.entries[id] = &tokenEntry{node: node, key: key, podUID: podUID, req: req, deliver: deliver}
 	m.mu.Unlock()
+	if wait := notBefore.Sub(m.now()); wait > 0 {
+		m.queue.AddAfter(id, wait)
+		return
+	}
 	m.queue.Add(id)
 }
 

@@ -12,7 +12,9 @@ package nodeview
 
 import (
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -37,10 +39,11 @@ type Cache interface {
 }
 
 // Tokens mints service-account tokens for pods' projected volumes and
-// keeps them fresh, delivering each version to deliver. Want must not call
-// deliver before returning.
+// keeps them fresh, delivering each version to deliver. The first mint may
+// wait until notBefore (the node still holds a good token). Want must not
+// call deliver before returning.
 type Tokens interface {
-	Want(node string, podUID string, req TokenRequest, deliver func(downsync.Object))
+	Want(node string, podUID string, req TokenRequest, notBefore time.Time, deliver func(downsync.Object))
 	Drop(node string, key string)
 }
 
@@ -57,6 +60,9 @@ type View struct {
 
 type subscription struct {
 	sink Sink
+	// held is what the node said it holds when it connected (tokens only),
+	// so tokens still fresh there are not minted again at once.
+	held map[string]downsync.Version
 	pods map[string]podRefs // pod key → what it references
 	// refcount: object key → number of this node's pods referencing it.
 	refcount map[string]int
@@ -74,14 +80,20 @@ func New(cache Cache, tokens Tokens) *View {
 }
 
 // Subscribe starts maintaining node's view, delivering its current content
-// to sink at once. The returned function stops it.
-func (v *View) Subscribe(node string, sink Sink) (unsubscribe func()) {
+// to sink at once. held is the node's inventory (only its tokens are used).
+// The returned function stops it.
+func (v *View) Subscribe(node string, sink Sink, held []downsync.Meta) (unsubscribe func()) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if old := v.subs[node]; old != nil {
 		v.dropLocked(node, old)
 	}
-	s := &subscription{sink: sink, pods: map[string]podRefs{}, refcount: map[string]int{}, tokens: map[string]int{}}
+	s := &subscription{sink: sink, held: map[string]downsync.Version{}, pods: map[string]podRefs{}, refcount: map[string]int{}, tokens: map[string]int{}}
+	for _, m := range held {
+		if strings.HasPrefix(m.Key, ServiceAccountTokens+"/") {
+			s.held[m.Key] = m.Version
+		}
+	}
 	v.subs[node] = s
 	for _, pod := range v.cache.PodsOnNode(node) {
 		v.addPodLocked(node, s, pod)
@@ -162,7 +174,11 @@ func (v *View) addPodLocked(node string, s *subscription, pod *corev1.Pod) {
 	for i, k := range refs.tokens {
 		s.tokens[k]++
 		if s.tokens[k] == 1 {
-			v.tokens.Want(node, string(pod.UID), tokens[i], func(o downsync.Object) { v.deliverToken(node, s, o) })
+			// The token belongs to the view from now on; until minted, the
+			// node keeps whatever it holds under that key.
+			s.sink.Set(downsync.Object{Key: k, Version: downsync.Version{UID: string(pod.UID)}, Pending: true})
+			notBefore := refreshTime(s.held[k], string(pod.UID), tokens[i].ExpirationSeconds)
+			v.tokens.Want(node, string(pod.UID), tokens[i], notBefore, func(o downsync.Object) { v.deliverToken(node, s, o) })
 		}
 	}
 	s.sink.Set(toObject(key, pod))
@@ -248,6 +264,20 @@ func toObject(key string, obj runtime.Object) downsync.Object {
 		return downsync.Object{Key: key, Body: obj}
 	}
 	return downsync.Object{Key: key, Version: downsync.Version{UID: string(m.GetUID()), ResourceVersion: m.GetResourceVersion()}, Body: obj}
+}
+
+// refreshTime is when a token the node holds (its version is the pod UID and
+// the expiry in Unix seconds) is due for renewal: at 80 % of its lifetime.
+// The zero time means "mint now".
+func refreshTime(held downsync.Version, podUID string, lifetimeSeconds int64) time.Time {
+	if held.UID != podUID {
+		return time.Time{}
+	}
+	expiry, err := strconv.ParseInt(held.ResourceVersion, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(expiry, 0).Add(-time.Duration(max(lifetimeSeconds, 600)) * time.Second / 5)
 }
 
 // ParseRV reads a resourceVersion as a number (0 if it is not one).

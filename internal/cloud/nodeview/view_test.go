@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,12 +37,13 @@ func (c *fakeCache) Object(key string) (runtime.Object, bool) {
 }
 
 type fakeTokens struct {
-	mu      sync.Mutex
-	wanted  map[string]func(downsync.Object)
-	dropped []string
+	notBefore time.Time
+	wanted    map[string]func(downsync.Object)
+	dropped   []string
 }
 
-func (f *fakeTokens) Want(node, podUID string, req TokenRequest, deliver func(downsync.Object)) {
+func (f *fakeTokens) Want(node, podUID string, req TokenRequest, notBefore time.Time, deliver func(downsync.Object)) {
+	f.notBefore = notBefore
 	key := Key(ServiceAccountTokens, req.Namespace, TokenName(req.Pod, req.Audiences, req.ExpirationSeconds))
 	f.wanted[node+" "+key] = func(o downsync.Object) {
 		o.Key, o.Version.UID = key, podUID
@@ -56,6 +57,10 @@ func (f *fakeTokens) Drop(node, key string) { f.dropped = append(f.dropped, node
 type recorder struct{ log []string }
 
 func (r *recorder) Set(o downsync.Object) {
+	if o.Pending {
+		r.log = append(r.log, fmt.Sprintf("pending %s", o.Key))
+		return
+	}
 	r.log = append(r.log, fmt.Sprintf("set %s@%s", o.Key, o.Version.ResourceVersion))
 }
 func (r *recorder) Remove(key string) { r.log = append(r.log, "remove "+key) }
@@ -106,7 +111,7 @@ func TestViewLifecycle(t *testing.T) {
 	v := New(cache, tokens)
 	r := &recorder{}
 
-	unsubscribe := v.Subscribe("edge-1", r)
+	unsubscribe := v.Subscribe("edge-1", r, nil)
 	if got, want := r.take(), strings.Join([]string{
 		"set configmaps/ns/shared@3", "set pods/ns/a@10",
 		"set configmaps/ns/only-b@4", "set pods/ns/b@11",
@@ -174,12 +179,15 @@ func TestViewTokens(t *testing.T) {
 	tokens := &fakeTokens{wanted: map[string]func(downsync.Object){}}
 	v := New(cache, tokens)
 	r := &recorder{}
-	v.Subscribe("edge-1", r)
+	v.Subscribe("edge-1", r, nil)
 	tokenKey := Key(ServiceAccountTokens, "ns", TokenName("a", nil, 3607))
 	deliver := tokens.wanted["edge-1 "+tokenKey]
 	deliver(downsync.Object{Version: downsync.Version{ResourceVersion: "1"}})
-	if got := r.take(); got != "set pods/ns/a@10\nset "+tokenKey+"@1" {
+	if got := r.take(); got != "pending "+tokenKey+"\nset pods/ns/a@10\nset "+tokenKey+"@1" {
 		t.Fatalf("pod and minted token:\n%s", got)
+	}
+	if !tokens.notBefore.IsZero() {
+		t.Errorf("a token the node does not hold must be minted at once, not at %v", tokens.notBefore)
 	}
 	// A status-only update does not ask for a new token.
 	v.OnPod(p, pod("a", "edge-1", "11", withToken))
@@ -198,6 +206,31 @@ func TestViewTokens(t *testing.T) {
 	deliver(downsync.Object{Version: downsync.Version{ResourceVersion: "2"}})
 	if got := r.take(); got != "" {
 		t.Fatalf("late token delivered: %s", got)
+	}
+}
+
+// A token the node still holds with time to spare is not minted again on
+// reconnect, only when due.
+func TestHeldTokenIsNotMintedAgain(t *testing.T) {
+	withToken := func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "t", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3600)}}},
+		}}}}
+	}
+	p := pod("a", "edge-1", "10", withToken)
+	tokens := &fakeTokens{wanted: map[string]func(downsync.Object){}}
+	v := New(&fakeCache{pods: []*corev1.Pod{p}}, tokens)
+	key := Key(ServiceAccountTokens, "ns", TokenName("a", nil, 3600))
+	expiry := time.Unix(1_900_000_000, 0)
+	v.Subscribe("edge-1", &recorder{}, []downsync.Meta{{Key: key, Version: downsync.Version{UID: "u-a", ResourceVersion: fmt.Sprint(expiry.Unix())}}})
+	if want := expiry.Add(-720 * time.Second); !tokens.notBefore.Equal(want) {
+		t.Fatalf("first mint at %v, want %v (80%% of the held token's life)", tokens.notBefore, want)
+	}
+	// A token held for another incarnation of the pod does not count.
+	v2 := New(&fakeCache{pods: []*corev1.Pod{p}}, tokens)
+	v2.Subscribe("edge-1", &recorder{}, []downsync.Meta{{Key: key, Version: downsync.Version{UID: "u-old", ResourceVersion: fmt.Sprint(expiry.Unix())}}})
+	if !tokens.notBefore.IsZero() {
+		t.Fatalf("a token of an older pod delayed minting until %v", tokens.notBefore)
 	}
 }
 

@@ -25,6 +25,11 @@ type Object struct {
 	Key     string
 	Version Version
 	Body    any
+	// Pending marks an object that belongs in the view but whose content
+	// is not known yet (e.g. a token still being minted): whatever the edge
+	// holds under the key is kept, and nothing is sent until it is Set
+	// with content.
+	Pending bool
 }
 
 // Op is what a message does at the edge.
@@ -61,6 +66,9 @@ type Message struct {
 	Key     string
 	Version Version
 	Body    any
+	// Resync is set when the message repairs a difference found at
+	// connect time (as opposed to a live change).
+	Resync bool
 }
 
 // Config tunes a Sender.
@@ -291,6 +299,7 @@ func (s *Sender) Next(max int) []Message {
 			continue
 		}
 		if initial {
+			m.Resync = true
 			if m.Op == OpUpsert {
 				s.stats.ResyncUpserts++
 			} else {
@@ -349,6 +358,8 @@ func (s *Sender) needed(key string) (Message, bool) {
 	want, inView := s.view[key]
 	have, atEdge := s.edgeState(key)
 	switch {
+	case inView && want.Pending:
+		return Message{}, false
 	case inView && (!atEdge || !Holds(have, want.Version)):
 		return Message{Op: OpUpsert, Key: key, Version: want.Version, Body: want.Body}, true
 	case !inView && atEdge:

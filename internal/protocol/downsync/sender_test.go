@@ -65,7 +65,7 @@ func TestSenderScenarios(t *testing.T) {
 				s = NewSender(Config{Window: num("window", 0), Rank: rankByResource, Class: classOf})
 				return ""
 			case "set":
-				s.Set(Object{Key: arg("key"), Version: Version{UID: arg("uid"), ResourceVersion: arg("rv")}, Body: arg("key") + "@" + arg("rv")})
+				s.Set(Object{Key: arg("key"), Version: Version{UID: arg("uid"), ResourceVersion: arg("rv")}, Body: arg("key") + "@" + arg("rv"), Pending: arg("pending") == "true"})
 				return ""
 			case "remove":
 				s.Remove(arg("key"))

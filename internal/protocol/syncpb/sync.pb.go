@@ -432,7 +432,10 @@ type Hello struct {
 	// Verge version of the edge agent, for the Node's nodeInfo and logs.
 	AgentVersion string `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// Every object the edge's store holds.
-	Inventory     []*InventoryEntry `protobuf:"bytes,3,rep,name=inventory,proto3" json:"inventory,omitempty"`
+	Inventory []*InventoryEntry `protobuf:"bytes,3,rep,name=inventory,proto3" json:"inventory,omitempty"`
+	// Labels the node was joined with (verge join --labels); applied when the
+	// cloud creates the Node object, like the kubelet's --node-labels.
+	NodeLabels    map[string]string `protobuf:"bytes,4,rep,name=node_labels,json=nodeLabels,proto3" json:"node_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -484,6 +487,13 @@ func (x *Hello) GetAgentVersion() string {
 func (x *Hello) GetInventory() []*InventoryEntry {
 	if x != nil {
 		return x.Inventory
+	}
+	return nil
+}
+
+func (x *Hello) GetNodeLabels() map[string]string {
+	if x != nil {
+		return x.NodeLabels
 	}
 	return nil
 }
@@ -1130,11 +1140,16 @@ const file_internal_protocol_syncpb_sync_proto_rawDesc = "" +
 	"\aobjects\x18\x02 \x01(\v2\x16.verge.sync.v1.ObjectsH\x00R\aobjects\x128\n" +
 	"\aresults\x18\x03 \x01(\v2\x1c.verge.sync.v1.ReportResultsH\x00R\aresults\x128\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x18.verge.sync.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04body\"\x94\x01\n" +
+	"\x04body\"\x9a\x02\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x12;\n" +
-	"\tinventory\x18\x03 \x03(\v2\x1d.verge.sync.v1.InventoryEntryR\tinventory\"_\n" +
+	"\tinventory\x18\x03 \x03(\v2\x1d.verge.sync.v1.InventoryEntryR\tinventory\x12E\n" +
+	"\vnode_labels\x18\x04 \x03(\v2$.verge.sync.v1.Hello.NodeLabelsEntryR\n" +
+	"nodeLabels\x1a=\n" +
+	"\x0fNodeLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
 	"\x0eInventoryEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12)\n" +
@@ -1211,7 +1226,7 @@ func file_internal_protocol_syncpb_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_protocol_syncpb_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_internal_protocol_syncpb_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_internal_protocol_syncpb_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_internal_protocol_syncpb_sync_proto_goTypes = []any{
 	(Op)(0),                // 0: verge.sync.v1.Op
 	(Encoding)(0),          // 1: verge.sync.v1.Encoding
@@ -1229,6 +1244,7 @@ var file_internal_protocol_syncpb_sync_proto_goTypes = []any{
 	(*ReportResult)(nil),   // 13: verge.sync.v1.ReportResult
 	(*ReportResults)(nil),  // 14: verge.sync.v1.ReportResults
 	(*Heartbeat)(nil),      // 15: verge.sync.v1.Heartbeat
+	nil,                    // 16: verge.sync.v1.Hello.NodeLabelsEntry
 }
 var file_internal_protocol_syncpb_sync_proto_depIdxs = []int32{
 	5,  // 0: verge.sync.v1.EdgeMessage.hello:type_name -> verge.sync.v1.Hello
@@ -1240,20 +1256,21 @@ var file_internal_protocol_syncpb_sync_proto_depIdxs = []int32{
 	14, // 6: verge.sync.v1.CloudMessage.results:type_name -> verge.sync.v1.ReportResults
 	15, // 7: verge.sync.v1.CloudMessage.heartbeat:type_name -> verge.sync.v1.Heartbeat
 	6,  // 8: verge.sync.v1.Hello.inventory:type_name -> verge.sync.v1.InventoryEntry
-	0,  // 9: verge.sync.v1.Object.op:type_name -> verge.sync.v1.Op
-	1,  // 10: verge.sync.v1.Object.encoding:type_name -> verge.sync.v1.Encoding
-	8,  // 11: verge.sync.v1.Objects.objects:type_name -> verge.sync.v1.Object
-	1,  // 12: verge.sync.v1.Report.encoding:type_name -> verge.sync.v1.Encoding
-	11, // 13: verge.sync.v1.Reports.reports:type_name -> verge.sync.v1.Report
-	2,  // 14: verge.sync.v1.ReportResult.outcome:type_name -> verge.sync.v1.Outcome
-	13, // 15: verge.sync.v1.ReportResults.results:type_name -> verge.sync.v1.ReportResult
-	3,  // 16: verge.sync.v1.Hub.Sync:input_type -> verge.sync.v1.EdgeMessage
-	4,  // 17: verge.sync.v1.Hub.Sync:output_type -> verge.sync.v1.CloudMessage
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 9: verge.sync.v1.Hello.node_labels:type_name -> verge.sync.v1.Hello.NodeLabelsEntry
+	0,  // 10: verge.sync.v1.Object.op:type_name -> verge.sync.v1.Op
+	1,  // 11: verge.sync.v1.Object.encoding:type_name -> verge.sync.v1.Encoding
+	8,  // 12: verge.sync.v1.Objects.objects:type_name -> verge.sync.v1.Object
+	1,  // 13: verge.sync.v1.Report.encoding:type_name -> verge.sync.v1.Encoding
+	11, // 14: verge.sync.v1.Reports.reports:type_name -> verge.sync.v1.Report
+	2,  // 15: verge.sync.v1.ReportResult.outcome:type_name -> verge.sync.v1.Outcome
+	13, // 16: verge.sync.v1.ReportResults.results:type_name -> verge.sync.v1.ReportResult
+	3,  // 17: verge.sync.v1.Hub.Sync:input_type -> verge.sync.v1.EdgeMessage
+	4,  // 18: verge.sync.v1.Hub.Sync:output_type -> verge.sync.v1.CloudMessage
+	18, // [18:19] is the sub-list for method output_type
+	17, // [17:18] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_internal_protocol_syncpb_sync_proto_init() }
@@ -1279,7 +1296,7 @@ func file_internal_protocol_syncpb_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_protocol_syncpb_sync_proto_rawDesc), len(file_internal_protocol_syncpb_sync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,21 +58,7 @@ func Encode(body any) (syncpb.Encoding, []byte, bool, error) {
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("encoding %T: %w", body, err)
 	}
-	if len(data) <= CompressAbove {
-		return enc, data, false, nil
-	}
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if _, err := zw.Write(data); err != nil {
-		return 0, nil, false, err
-	}
-	if err := zw.Close(); err != nil {
-		return 0, nil, false, err
-	}
-	if buf.Len() >= len(data) {
-		return enc, data, false, nil
-	}
-	return enc, buf.Bytes(), true, nil
+	return EncodeRaw(enc, data)
 }
 
 // Raw undoes compression.
@@ -115,4 +102,63 @@ func Decode(enc syncpb.Encoding, data []byte, compressed bool, into any) error {
 		return json.Unmarshal(raw, into)
 	}
 	return fmt.Errorf("unknown encoding %v", enc)
+}
+
+// Report kinds: what an edge node tells the cloud.
+const (
+	// ReportNodeStatus carries a *corev1.Node with metadata.name and status.
+	ReportNodeStatus = "nodestatus"
+	// ReportPodStatus carries a *corev1.Pod with metadata (namespace, name,
+	// uid) and status.
+	ReportPodStatus = "podstatus"
+	// ReportPodTerminated carries a *corev1.Pod with metadata only: the pod
+	// was being deleted and nothing of it runs any more.
+	ReportPodTerminated = "podterminated"
+	// ReportEvent carries a *corev1.Event.
+	ReportEvent = "event"
+)
+
+// EncodingFor is the encoding of the object stored under key, decided by
+// its resource: core kinds travel as Kubernetes protobuf, the rest as JSON.
+func EncodingFor(key string) syncpb.Encoding {
+	resource, _, _ := strings.Cut(key, "/")
+	switch resource {
+	case "pods", "configmaps", "secrets", "nodes", "events":
+		return syncpb.Encoding_ENCODING_KUBE_PROTOBUF
+	}
+	return syncpb.Encoding_ENCODING_JSON
+}
+
+// EncodingForReport is the encoding of a report kind's payload.
+func EncodingForReport(kind string) syncpb.Encoding {
+	switch kind {
+	case ReportNodeStatus, ReportPodStatus, ReportPodTerminated, ReportEvent:
+		return syncpb.Encoding_ENCODING_KUBE_PROTOBUF
+	}
+	return syncpb.Encoding_ENCODING_JSON
+}
+
+// EncodeRaw compresses already-encoded data when that pays off.
+func EncodeRaw(enc syncpb.Encoding, data []byte) (syncpb.Encoding, []byte, bool, error) {
+	out, compressed, err := compress(data)
+	return enc, out, compressed, err
+}
+
+// compress gzips data above CompressAbove if that makes it smaller.
+func compress(data []byte) ([]byte, bool, error) {
+	if len(data) <= CompressAbove {
+		return data, false, nil
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if _, err := zw.Write(data); err != nil {
+		return nil, false, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, false, err
+	}
+	if buf.Len() >= len(data) {
+		return data, false, nil
+	}
+	return buf.Bytes(), true, nil
 }

@@ -64,9 +64,13 @@ func TestDecodeRefusesBombsAndNonsense(t *testing.T) {
 	zw := gzip.NewWriter(&buf)
 	zeros := make([]byte, 1<<20)
 	for range MaxDecoded/len(zeros) + 1 {
-		zw.Write(zeros)
+		if _, err := zw.Write(zeros); err != nil {
+			t.Fatal(err)
+		}
 	}
-	zw.Close()
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := Decode(syncpb.Encoding_ENCODING_JSON, buf.Bytes(), true, &ServiceAccountToken{}); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("decompression bomb: %v", err)
 	}

@@ -1,0 +1,462 @@
+package hub_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/verge-edge/verge/internal/cloud/hub"
+	"github.com/verge-edge/verge/internal/cloud/nodeca"
+	"github.com/verge-edge/verge/internal/cloud/nodes"
+	"github.com/verge-edge/verge/internal/cloud/nodeview"
+	"github.com/verge-edge/verge/internal/cloud/reports"
+	"github.com/verge-edge/verge/internal/edge/hubclient"
+	"github.com/verge-edge/verge/internal/nodecert"
+	"github.com/verge-edge/verge/internal/pki"
+	"github.com/verge-edge/verge/internal/protocol/downsync"
+	"github.com/verge-edge/verge/internal/protocol/wire"
+	"github.com/verge-edge/verge/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// cloud is an in-process verge-cloud hub against the test cluster.
+type cloud struct {
+	hub  *hub.Server
+	ca   *pki.CA
+	addr string
+	reg  *prometheus.Registry
+	kube kubernetes.Interface
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func startCloud(t *testing.T) *cloud {
+	t.Helper()
+	kube := testenv.Client(t)
+	ns := testenv.Namespace(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ca, err := nodeca.LoadOrCreate(ctx, kube, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	factory := informers.NewSharedInformerFactory(kube, 0)
+	minter := nodeview.NewMinter(kube, logger)
+	watcher, err := nodeview.Watch(factory, minter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	h, err := hub.New(hub.Config{
+		Listen: "127.0.0.1:0", CA: ca, Kube: kube, View: watcher.View,
+		Reports:   &reports.Applier{Kube: kube, Pods: watcher, Logger: logger},
+		Nodes:     nodes.NewManager(kube, logger),
+		Heartbeat: time.Second, Window: 8, BatchSize: 4,
+		Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	c := &cloud{hub: h, ca: ca, reg: reg, kube: kube, stop: cancel, done: make(chan struct{})}
+	go func() { _ = minter.Start(ctx) }()
+	go func() { _ = watcher.Start(ctx) }()
+	go func() { defer close(c.done); _ = h.Start(ctx) }()
+	addr, err := h.Addr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.addr = addr.String()
+	t.Cleanup(func() { cancel(); <-c.done })
+	return c
+}
+
+// memStore is an in-memory edge store for these hub tests (the real SQLite
+// store is tested on its own).
+type memStore struct {
+	mu      sync.Mutex
+	objects map[string]hubclient.Object
+	outbox  []hubclient.Report
+	nextID  int64
+	commits int
+}
+
+func newMemStore() *memStore { return &memStore{objects: map[string]hubclient.Object{}} }
+
+func (s *memStore) Inventory(context.Context) ([]downsync.Meta, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []downsync.Meta
+	for k, o := range s.objects {
+		out = append(out, downsync.Meta{Key: k, Version: downsync.Version{UID: o.UID, ResourceVersion: o.ResourceVersion}})
+	}
+	return out, nil
+}
+
+func (s *memStore) Version(_ context.Context, key string) (downsync.Version, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.objects[key]
+	return downsync.Version{UID: o.UID, ResourceVersion: o.ResourceVersion}, ok, nil
+}
+
+func (s *memStore) Apply(_ context.Context, ops []hubclient.Op) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commits++
+	for _, op := range ops {
+		if op.Delete {
+			if cur, ok := s.objects[op.Object.Key]; ok && (op.Object.UID == "" || cur.UID == op.Object.UID) {
+				delete(s.objects, op.Object.Key)
+			}
+			continue
+		}
+		s.objects[op.Object.Key] = op.Object
+	}
+	return nil
+}
+
+func (s *memStore) Pending(_ context.Context, n int, skip func(int64) bool) ([]hubclient.Report, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []hubclient.Report
+	for _, r := range s.outbox {
+		if len(out) < n && !skip(r.ID) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) Ack(_ context.Context, id, gen int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, r := range s.outbox {
+		if r.ID == id && r.Gen == gen {
+			s.outbox = append(s.outbox[:i], s.outbox[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+func (s *memStore) enqueue(kind, key string, body any) {
+	_, data, _, err := wire.Encode(body)
+	if err != nil {
+		panic(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	s.outbox = append(s.outbox, hubclient.Report{ID: s.nextID, Gen: 1, Key: key, Kind: kind, Data: data})
+}
+
+func (s *memStore) keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.objects {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *memStore) outboxLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.outbox)
+}
+
+// edge runs a hub client for node with a certificate from the cloud's CA.
+type edge struct {
+	client *hubclient.Client
+	store  *memStore
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startEdge(t *testing.T, c *cloud, node string, store *memStore) *edge {
+	t.Helper()
+	keyPEM, csrPEM, err := nodecert.NewKeyAndCSR(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := nodecert.Sign(c.ca, csrPEM, node, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &edge{store: store, done: make(chan struct{})}
+	e.client = hubclient.New(hubclient.Config{
+		Address:      c.addr,
+		Credentials:  func() (*tls.Config, error) { return nodecert.ClientTLS(c.ca.CertPEM, cert) },
+		Store:        store,
+		AgentVersion: "test",
+		MinBackoff:   50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() { defer close(e.done); _ = e.client.Start(ctx) }()
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *edge) stop() {
+	e.cancel()
+	<-e.done
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("timed out waiting until %s", what)
+	}
+}
+
+// uniqueNode names a node after the test's namespace, so tests (and
+// repeated runs on the shared cluster) never see each other's pods.
+func uniqueNode(ns, prefix string) string { return prefix + "-" + ns[strings.LastIndex(ns, "-")+1:] }
+
+func podOn(node, name string, mutate func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "img"}}},
+	}
+	if mutate != nil {
+		mutate(p)
+	}
+	return p
+}
+
+func TestDesiredStateDownAndStatusUp(t *testing.T) {
+	c := startCloud(t)
+	ns := testenv.Namespace(t)
+	ctx := context.Background()
+	kube := c.kube
+	nodeA, nodeB := uniqueNode(ns, "edge-a"), uniqueNode(ns, "edge-b")
+	_, err := kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "conf"}, Data: map[string]string{"mode": "fast"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}, StringData: map[string]string{"pw": "s3cret"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, err := kube.CoreV1().Pods(ns).Create(ctx, podOn(nodeA, "web", func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "conf", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "conf"}}}}}
+		p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PW", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "creds"}, Key: "pw"}}}}
+	}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := kube.CoreV1().Pods(ns).Create(ctx, podOn(nodeB, "elsewhere", nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	store := newMemStore()
+	e := startEdge(t, c, nodeA, store)
+	want := func(keys ...string) func() bool {
+		return func() bool {
+			got := store.keys()
+			for _, k := range keys {
+				if !contains(got, k) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	eventually(t, "the pod, its ConfigMap, Secret and token reach the edge",
+		want("pods/"+ns+"/web", "configmaps/"+ns+"/conf", "secrets/"+ns+"/creds", "configmaps/"+ns+"/kube-root-ca.crt"))
+	eventually(t, "the service-account token is minted", func() bool {
+		for _, k := range store.keys() {
+			if strings.HasPrefix(k, "serviceaccounttokens/"+ns+"/web.") {
+				return true
+			}
+		}
+		return false
+	})
+	if contains(store.keys(), "pods/"+ns+"/elsewhere") {
+		t.Fatal("a pod bound to another node reached " + nodeA)
+	}
+	eventually(t, "the client reports the resync done", e.client.Synced)
+
+	// The Node object and Lease exist.
+	node, err := kube.CoreV1().Nodes().Get(ctx, nodeA, metav1.GetOptions{})
+	if err != nil || node.Labels[nodes.EdgeRoleLabel] != "" {
+		t.Fatalf("Node not registered with the edge role: %v %v", node, err)
+	}
+	if _, err := kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, nodeA, metav1.GetOptions{}); err != nil {
+		t.Fatalf("no Lease: %v", err)
+	}
+
+	// Status up: our pod's status is applied and the report removed.
+	status := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", UID: web.UID}, Status: corev1.PodStatus{
+		Phase: corev1.PodRunning, PodIP: "10.88.0.7", PodIPs: []corev1.PodIP{{IP: "10.88.0.7"}},
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+	}}
+	store.enqueue(wire.ReportPodStatus, "pods/"+ns+"/web", status)
+	// …and a forged report about another node's pod is refused.
+	forged := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "elsewhere", UID: other.UID}, Status: corev1.PodStatus{Phase: corev1.PodFailed}}
+	store.enqueue(wire.ReportPodStatus, "pods/"+ns+"/elsewhere", forged)
+	e.client.Kick()
+	eventually(t, "the pod status is applied", func() bool {
+		p, err := kube.CoreV1().Pods(ns).Get(ctx, "web", metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP == "10.88.0.7"
+	})
+	eventually(t, "both reports leave the outbox", func() bool { return store.outboxLen() == 0 })
+	if p, _ := kube.CoreV1().Pods(ns).Get(ctx, "elsewhere", metav1.GetOptions{}); p.Status.Phase == corev1.PodFailed {
+		t.Fatal("a node wrote the status of a pod bound to another node")
+	}
+	if n := metric(t, c.reg, "verge_hub_reports_total", "podstatus", "OUTCOME_REJECTED"); n != 1 {
+		t.Errorf("rejected reports = %v, want 1", n)
+	}
+
+	// Live changes flow: a ConfigMap edit arrives.
+	cm, _ := kube.CoreV1().ConfigMaps(ns).Get(ctx, "conf", metav1.GetOptions{})
+	cm.Data["mode"] = "slow"
+	cm, err = kube.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the ConfigMap edit reaches the edge", func() bool {
+		v, ok, _ := store.Version(ctx, "configmaps/"+ns+"/conf")
+		return ok && v.ResourceVersion == cm.ResourceVersion
+	})
+	var decoded corev1.ConfigMap
+	store.mu.Lock()
+	raw := store.objects["configmaps/"+ns+"/conf"].Data
+	store.mu.Unlock()
+	if err := wire.Decode(wire.EncodingFor("configmaps/x/y"), raw, false, &decoded); err != nil || decoded.Data["mode"] != "slow" {
+		t.Fatalf("stored ConfigMap does not decode to the edit: %v %v", decoded.Data, err)
+	}
+}
+
+// While a node is away the cloud changes; on reconnect only the
+// differences cross.
+func TestReconnectSendsOnlyDifferences(t *testing.T) {
+	c := startCloud(t)
+	ns := testenv.Namespace(t)
+	ctx := context.Background()
+	kube := c.kube
+	node := uniqueNode(ns, "edge-r")
+	for i := range 5 {
+		if _, err := kube.CoreV1().Pods(ns).Create(ctx, podOn(node, fmt.Sprintf("p%d", i), nil), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := newMemStore()
+	e := startEdge(t, c, node, store)
+	eventually(t, "five pods and their tokens arrive", func() bool {
+		return countPrefix(store.keys(), "pods/") == 5 && countPrefix(store.keys(), "serviceaccounttokens/") == 5
+	})
+	eventually(t, "synced", e.client.Synced)
+	resyncBefore := metric(t, c.reg, "verge_hub_resync_objects_total", "upsert") + metric(t, c.reg, "verge_hub_resync_objects_total", "delete")
+	e.stop()
+
+	// While away: one pod deleted, one added; the rest unchanged.
+	if err := kube.CoreV1().Pods(ns).Delete(ctx, "p0", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Pods(ns).Create(ctx, podOn(node, "p9", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e = startEdge(t, c, node, store)
+	eventually(t, "the edge converges", func() bool {
+		k := store.keys()
+		return !contains(k, "pods/"+ns+"/p0") && contains(k, "pods/"+ns+"/p9") && countPrefix(k, "pods/") == 5
+	})
+	eventually(t, "synced again", e.client.Synced)
+	resync := metric(t, c.reg, "verge_hub_resync_objects_total", "upsert") + metric(t, c.reg, "verge_hub_resync_objects_total", "delete") - resyncBefore
+	// Exactly the differences: p9 arrives, p0 and its token go. Tokens the
+	// node holds are kept (not deleted and re-minted), and p9's token comes
+	// as a live change once minted.
+	if resync != 3 {
+		t.Fatalf("resync carried %v objects, want exactly the 3 differences", resync)
+	}
+}
+
+// A second connection for the same node replaces the first.
+func TestSecondConnectionReplacesFirst(t *testing.T) {
+	c := startCloud(t)
+	node := uniqueNode(testenv.Namespace(t), "edge-dup")
+	first := startEdge(t, c, node, newMemStore())
+	eventually(t, "first connects", first.client.Connected)
+	second := startEdge(t, c, node, newMemStore())
+	eventually(t, "second connects", second.client.Connected)
+	eventually(t, "the first session was replaced", func() bool {
+		return metric(t, c.reg, "verge_hub_sessions_total", "replaced") >= 1
+	})
+	if got := c.hub.Connected(); len(got) != 1 || got[0] != node {
+		t.Fatalf("sessions: %v", got)
+	}
+}
+
+// metric returns the value of a counter or gauge with exactly these label
+// values (0 if absent).
+func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			var vals []string
+			for _, l := range m.Label {
+				vals = append(vals, l.GetValue())
+			}
+			if strings.Join(vals, ",") == strings.Join(labels, ",") {
+				if m.Counter != nil {
+					return m.Counter.GetValue()
+				}
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func countPrefix(list []string, prefix string) int {
+	n := 0
+	for _, x := range list {
+		if strings.HasPrefix(x, prefix) {
+			n++
+		}
+	}
+	return n
+}
