@@ -129,12 +129,16 @@ func (ca *CA) sign(req Request, pub crypto.PublicKey) ([]byte, error) {
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}
+	// Backdated a little so a peer whose clock runs behind accepts it, but
+	// never by a large share of the lifetime: renewal is scheduled as a
+	// fraction of NotBefore..NotAfter.
+	backdate := min(time.Minute, req.Validity/20)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
 		DNSNames:     req.DNSNames,
 		IPAddresses:  req.IPs,
-		NotBefore:    now.Add(-time.Minute),
+		NotBefore:    now.Add(-backdate),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 	}

@@ -12,80 +12,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/verge-edge/verge/internal/cloud/hub"
-	"github.com/verge-edge/verge/internal/cloud/nodeca"
 	"github.com/verge-edge/verge/internal/cloud/nodes"
-	"github.com/verge-edge/verge/internal/cloud/nodeview"
-	"github.com/verge-edge/verge/internal/cloud/reports"
+	"github.com/verge-edge/verge/internal/cloudtest"
 	"github.com/verge-edge/verge/internal/edge/hubclient"
 	"github.com/verge-edge/verge/internal/nodecert"
-	"github.com/verge-edge/verge/internal/pki"
 	"github.com/verge-edge/verge/internal/protocol/downsync"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 	"github.com/verge-edge/verge/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// cloud is an in-process verge-cloud hub against the test cluster.
-type cloud struct {
-	hub  *hub.Server
-	ca   *pki.CA
-	addr string
-	reg  *prometheus.Registry
-	kube kubernetes.Interface
-	stop context.CancelFunc
-	done chan struct{}
-}
-
-func startCloud(t *testing.T) *cloud {
-	t.Helper()
-	kube := testenv.Client(t)
-	ns := testenv.Namespace(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	ca, err := nodeca.LoadOrCreate(ctx, kube, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	factory := informers.NewSharedInformerFactory(kube, 0)
-	minter := nodeview.NewMinter(kube, logger)
-	watcher, err := nodeview.Watch(factory, minter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	h, err := hub.New(hub.Config{
-		Listen: "127.0.0.1:0", CA: ca, Kube: kube, View: watcher.View,
-		Reports:   &reports.Applier{Kube: kube, Pods: watcher, Logger: logger},
-		Nodes:     nodes.NewManager(kube, logger),
-		Heartbeat: time.Second, Window: 8, BatchSize: 4,
-		Logger: logger, Registry: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
-	c := &cloud{hub: h, ca: ca, reg: reg, kube: kube, stop: cancel, done: make(chan struct{})}
-	go func() { _ = minter.Start(ctx) }()
-	go func() { _ = watcher.Start(ctx) }()
-	go func() { defer close(c.done); _ = h.Start(ctx) }()
-	addr, err := h.Addr(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.addr = addr.String()
-	t.Cleanup(func() { cancel(); <-c.done })
-	return c
-}
 
 // memStore is an in-memory edge store for these hub tests (the real SQLite
 // store is tested on its own).
@@ -192,13 +132,13 @@ type edge struct {
 	done   chan struct{}
 }
 
-func startEdge(t *testing.T, c *cloud, node string, store *memStore) *edge {
+func startEdge(t *testing.T, c *cloudtest.Cloud, node string, store *memStore) *edge {
 	t.Helper()
 	keyPEM, csrPEM, err := nodecert.NewKeyAndCSR(node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, err := nodecert.Sign(c.ca, csrPEM, node, time.Hour)
+	certPEM, err := nodecert.Sign(c.CA, csrPEM, node, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,8 +148,8 @@ func startEdge(t *testing.T, c *cloud, node string, store *memStore) *edge {
 	}
 	e := &edge{store: store, done: make(chan struct{})}
 	e.client = hubclient.New(hubclient.Config{
-		Address:      c.addr,
-		Credentials:  func() (*tls.Config, error) { return nodecert.ClientTLS(c.ca.CertPEM, cert) },
+		Address:      c.Addr,
+		Credentials:  func() (*tls.Config, error) { return nodecert.ClientTLS(c.CA.CertPEM, cert) },
 		Store:        store,
 		AgentVersion: "test",
 		MinBackoff:   50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
@@ -234,10 +174,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// uniqueNode names a node after the test's namespace, so tests (and
-// repeated runs on the shared cluster) never see each other's pods.
-func uniqueNode(ns, prefix string) string { return prefix + "-" + ns[strings.LastIndex(ns, "-")+1:] }
-
 func podOn(node, name string, mutate func(*corev1.Pod)) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -250,11 +186,11 @@ func podOn(node, name string, mutate func(*corev1.Pod)) *corev1.Pod {
 }
 
 func TestDesiredStateDownAndStatusUp(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.Start(t, cloudtest.Options{})
 	ns := testenv.Namespace(t)
 	ctx := context.Background()
-	kube := c.kube
-	nodeA, nodeB := uniqueNode(ns, "edge-a"), uniqueNode(ns, "edge-b")
+	kube := c.Kube
+	nodeA, nodeB := c.UniqueNode("edge-a"), c.UniqueNode("edge-b")
 	_, err := kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "conf"}, Data: map[string]string{"mode": "fast"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +266,7 @@ func TestDesiredStateDownAndStatusUp(t *testing.T) {
 	if p, _ := kube.CoreV1().Pods(ns).Get(ctx, "elsewhere", metav1.GetOptions{}); p.Status.Phase == corev1.PodFailed {
 		t.Fatal("a node wrote the status of a pod bound to another node")
 	}
-	if n := metric(t, c.reg, "verge_hub_reports_total", "podstatus", "OUTCOME_REJECTED"); n != 1 {
+	if n := c.Metric(t, "verge_hub_reports_total", "podstatus", "OUTCOME_REJECTED"); n != 1 {
 		t.Errorf("rejected reports = %v, want 1", n)
 	}
 
@@ -357,11 +293,11 @@ func TestDesiredStateDownAndStatusUp(t *testing.T) {
 // While a node is away the cloud changes; on reconnect only the
 // differences cross.
 func TestReconnectSendsOnlyDifferences(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.Start(t, cloudtest.Options{})
 	ns := testenv.Namespace(t)
 	ctx := context.Background()
-	kube := c.kube
-	node := uniqueNode(ns, "edge-r")
+	kube := c.Kube
+	node := c.UniqueNode("edge-r")
 	for i := range 5 {
 		if _, err := kube.CoreV1().Pods(ns).Create(ctx, podOn(node, fmt.Sprintf("p%d", i), nil), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -373,7 +309,7 @@ func TestReconnectSendsOnlyDifferences(t *testing.T) {
 		return countPrefix(store.keys(), "pods/") == 5 && countPrefix(store.keys(), "serviceaccounttokens/") == 5
 	})
 	eventually(t, "synced", e.client.Synced)
-	resyncBefore := metric(t, c.reg, "verge_hub_resync_objects_total", "upsert") + metric(t, c.reg, "verge_hub_resync_objects_total", "delete")
+	resyncBefore := c.Metric(t, "verge_hub_resync_objects_total", "upsert") + c.Metric(t, "verge_hub_resync_objects_total", "delete")
 	e.stop()
 
 	// While away: one pod deleted, one added; the rest unchanged.
@@ -389,7 +325,7 @@ func TestReconnectSendsOnlyDifferences(t *testing.T) {
 		return !contains(k, "pods/"+ns+"/p0") && contains(k, "pods/"+ns+"/p9") && countPrefix(k, "pods/") == 5
 	})
 	eventually(t, "synced again", e.client.Synced)
-	resync := metric(t, c.reg, "verge_hub_resync_objects_total", "upsert") + metric(t, c.reg, "verge_hub_resync_objects_total", "delete") - resyncBefore
+	resync := c.Metric(t, "verge_hub_resync_objects_total", "upsert") + c.Metric(t, "verge_hub_resync_objects_total", "delete") - resyncBefore
 	// Exactly the differences: p9 arrives, p0 and its token go. Tokens the
 	// node holds are kept (not deleted and re-minted), and p9's token comes
 	// as a live change once minted.
@@ -400,46 +336,18 @@ func TestReconnectSendsOnlyDifferences(t *testing.T) {
 
 // A second connection for the same node replaces the first.
 func TestSecondConnectionReplacesFirst(t *testing.T) {
-	c := startCloud(t)
-	node := uniqueNode(testenv.Namespace(t), "edge-dup")
+	c := cloudtest.Start(t, cloudtest.Options{})
+	node := c.UniqueNode("edge-dup")
 	first := startEdge(t, c, node, newMemStore())
 	eventually(t, "first connects", first.client.Connected)
 	second := startEdge(t, c, node, newMemStore())
 	eventually(t, "second connects", second.client.Connected)
 	eventually(t, "the first session was replaced", func() bool {
-		return metric(t, c.reg, "verge_hub_sessions_total", "replaced") >= 1
+		return c.Metric(t, "verge_hub_sessions_total", "replaced") >= 1
 	})
-	if got := c.hub.Connected(); len(got) != 1 || got[0] != node {
+	if got := c.Hub.Connected(); len(got) != 1 || got[0] != node {
 		t.Fatalf("sessions: %v", got)
 	}
-}
-
-// metric returns the value of a counter or gauge with exactly these label
-// values (0 if absent).
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.Metric {
-			var vals []string
-			for _, l := range m.Label {
-				vals = append(vals, l.GetValue())
-			}
-			if strings.Join(vals, ",") == strings.Join(labels, ",") {
-				if m.Counter != nil {
-					return m.Counter.GetValue()
-				}
-				return m.Gauge.GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 func contains(list []string, s string) bool {
