@@ -1,11 +1,26 @@
 // Package deploy embeds the manifests that install Verge into a cluster, so
-// the CLI applies exactly what is documented here.
+// the CLI and the tests apply exactly what is documented here.
 package deploy
 
-import "embed"
+import (
+	"embed"
+	"fmt"
+)
 
-// CloudRBAC holds verge-cloud's ClusterRole (rbac.yaml) and its in-cluster
-// identity (serviceaccount.yaml).
-//
 //go:embed verge-cloud/*.yaml
-var CloudRBAC embed.FS
+var files embed.FS
+
+// CloudIdentity returns verge-cloud's roles and its ServiceAccount with the
+// bindings, in the order to apply them (the namespace is created by the
+// second document set, so it comes first there).
+func CloudIdentity() ([][]byte, error) {
+	var out [][]byte
+	for _, name := range []string{"verge-cloud/serviceaccount.yaml", "verge-cloud/rbac.yaml"} {
+		b, err := files.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("embedded manifest %s: %w", name, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}

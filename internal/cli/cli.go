@@ -65,6 +65,7 @@ directory resumes the same cluster.`,
 	f.StringVar(&o.DataDir, "data-dir", ".verge", "directory holding the cluster's state, kubeconfig and logs")
 	f.IntVar(&o.APIServerPort, "apiserver-port", localup.DefaultAPIServerPort, "loopback port of the Kubernetes API")
 	f.IntVar(&o.CloudOpsPort, "cloud-ops-port", localup.DefaultCloudOpsPort, "loopback port of verge-cloud's health and metrics endpoint")
+	f.IntVar(&o.HubPort, "hub-port", localup.DefaultHubPort, "port edge nodes connect to")
 	f.StringVar(&o.ControlPlaneSource, "controlplane-source", "", "the tools/controlplane module to build Kubernetes from (default: found from the current directory)")
 	f.StringVar(&o.CloudBinary, "cloud-binary", "", "verge-cloud executable (default: next to verge, else built from source)")
 	return cmd

@@ -31,13 +31,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/verge-edge/verge/deploy"
 	"github.com/verge-edge/verge/internal/atomicfile"
 	"github.com/verge-edge/verge/internal/devcluster"
+	"github.com/verge-edge/verge/internal/install"
 	"github.com/verge-edge/verge/internal/k8sbin"
-	"github.com/verge-edge/verge/internal/kubeapply"
 	"github.com/verge-edge/verge/internal/loopback"
-	"github.com/verge-edge/verge/internal/pki"
 	"github.com/verge-edge/verge/internal/supervisor"
 )
 
@@ -48,6 +46,8 @@ type Options struct {
 	APIServerPort int
 	// CloudOpsPort is verge-cloud's /healthz, /readyz, /metrics port.
 	CloudOpsPort int
+	// HubPort is where edge nodes connect to verge-cloud.
+	HubPort int
 	// ControlPlaneSource is the tools/controlplane module; empty finds it
 	// from the working directory or the verge executable.
 	ControlPlaneSource string
@@ -64,6 +64,7 @@ type Options struct {
 const (
 	DefaultAPIServerPort = 6443
 	DefaultCloudOpsPort  = 10260
+	DefaultHubPort       = 10000
 )
 
 // UserError is a failure the user can fix; its message says how.
@@ -102,6 +103,7 @@ func Up(ctx context.Context, o Options) (err error) {
 	}{
 		{o.APIServerPort, "kube-apiserver", "--apiserver-port"},
 		{o.CloudOpsPort, "verge-cloud's ops endpoint", "--cloud-ops-port"},
+		{o.HubPort, "verge-cloud's hub", "--hub-port"},
 	} {
 		if !loopback.PortFree(p.port) {
 			return &UserError{fmt.Sprintf("port %d (for %s) on 127.0.0.1 is already in use by another program: stop that program or choose another port with %s", p.port, p.what, p.flag)}
@@ -146,6 +148,7 @@ func Up(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	hubAddr := net.JoinHostPort("", strconv.Itoa(o.HubPort))
 	group := supervisor.NewGroup(o.Logger)
 	defer group.Stop()
 	fmt.Fprintln(o.Out, "starting verge-cloud")
@@ -153,7 +156,7 @@ func Up(ctx context.Context, o Options) (err error) {
 	cloud, err := group.Start(supervisor.Spec{
 		Name:        "verge-cloud",
 		Path:        cloudBin,
-		Args:        []string{"--kubeconfig=" + cloudKubeconfig, "--ops-address=" + opsAddr},
+		Args:        []string{"--kubeconfig=" + cloudKubeconfig, "--ops-address=" + opsAddr, "--hub-listen=" + hubAddr},
 		LogPath:     filepath.Join(dir, "logs", "verge-cloud.log"),
 		StopTimeout: 30 * time.Second,
 	})
@@ -166,8 +169,12 @@ func Up(ctx context.Context, o Options) (err error) {
 		return err
 	}
 
+	if err := atomicfile.Write(filepath.Join(dir, "hub"), []byte(fmt.Sprintf("127.0.0.1:%d\n", o.HubPort)), 0o644); err != nil {
+		return err
+	}
 	fmt.Fprintf(o.Out, `ready
   Kubernetes API:  %s
+  Edge hub:        port %d (all interfaces)
   kubeconfig:      %s
   kubectl %s:  %s
 Next:
@@ -175,7 +182,7 @@ Next:
   kubectl get --raw /readyz
 Logs are in %s and %s.
 Stop with Ctrl-C, or from another shell: verge down --data-dir %s
-`, cluster.APIServerURL(), userKubeconfig, bins.KubernetesVersion, bins.Kubectl, userKubeconfig,
+`, cluster.APIServerURL(), o.HubPort, userKubeconfig, bins.KubernetesVersion, bins.Kubectl, userKubeconfig,
 		filepath.Join(dir, "logs"), filepath.Join(dir, "cluster", "logs"), dir)
 
 	<-ctx.Done()
@@ -315,33 +322,14 @@ func findSource(exe string) (string, error) {
 	return "", &UserError{"cannot find the Kubernetes control-plane pin (tools/controlplane): run verge up inside a Verge source checkout, or pass --controlplane-source DIR"}
 }
 
-// prepareCloudIdentity gives verge-cloud a client certificate for user
-// verge-cloud and grants it the ClusterRole shipped in deploy/, so the local
-// cluster runs verge-cloud with the same rights as a real installation.
+// prepareCloudIdentity installs verge-cloud's ServiceAccount and roles
+// (deploy/verge-cloud) and writes a kubeconfig for it, so the local cluster
+// runs verge-cloud with exactly the rights of a real installation.
 func prepareCloudIdentity(ctx context.Context, cluster *devcluster.Cluster, dir string) (string, error) {
-	applier, err := kubeapply.New(cluster.RESTConfig(), "verge")
-	if err != nil {
+	if err := install.CloudIdentity(ctx, cluster.RESTConfig()); err != nil {
 		return "", err
 	}
-	role, err := deploy.CloudRBAC.ReadFile("verge-cloud/rbac.yaml")
-	if err != nil {
-		return "", err
-	}
-	binding := []byte(`apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: verge-cloud-local
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: verge-cloud}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ` + cloudUser + `}]
-`)
-	if err := applier.Apply(ctx, role, binding); err != nil {
-		return "", fmt.Errorf("granting verge-cloud its role: %w", err)
-	}
-	kp, err := cluster.CA().Issue(pki.Request{CommonName: cloudUser, Usage: pki.ClientAuth, Validity: 365 * 24 * time.Hour})
-	if err != nil {
-		return "", err
-	}
-	data, err := cluster.Kubeconfig(cloudUser, kp)
+	data, err := install.CloudKubeconfig(ctx, cluster.RESTConfig(), cluster.APIServerURL(), cluster.CA().CertPEM)
 	if err != nil {
 		return "", err
 	}

@@ -17,15 +17,23 @@ import (
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/verge-edge/verge/internal/cloud/config"
 	"github.com/verge-edge/verge/internal/cloud/crdinstall"
+	"github.com/verge-edge/verge/internal/cloud/hub"
+	"github.com/verge-edge/verge/internal/cloud/nodeca"
+	"github.com/verge-edge/verge/internal/cloud/nodes"
+	"github.com/verge-edge/verge/internal/cloud/nodeview"
+	"github.com/verge-edge/verge/internal/cloud/reports"
 	"github.com/verge-edge/verge/internal/opsserver"
+	"github.com/verge-edge/verge/internal/pki"
 	"github.com/verge-edge/verge/internal/version"
 )
 
@@ -112,6 +120,14 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	factory := informers.NewSharedInformerFactory(kube, 0)
+	minter := nodeview.NewMinter(kube, a.logger)
+	watcher, err := nodeview.Watch(factory, minter)
+	if err != nil {
+		return err
+	}
+	hubReady := make(chan *hub.Server, 1)
+
 	a.ops.AddHealthCheck("ping", func(context.Context) error { return nil })
 	a.ops.AddReadyCheck("kube-apiserver", func(ctx context.Context) error {
 		_, err := kube.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
@@ -125,19 +141,93 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return errors.New("CRDs not installed yet")
 	})
+	a.ops.AddReadyCheck("informers", func(context.Context) error {
+		if !watcher.HasSynced() {
+			return errors.New("informer caches not synced yet")
+		}
+		return nil
+	})
+	a.ops.AddReadyCheck("hub", func(context.Context) error {
+		select {
+		case h := <-hubReady:
+			hubReady <- h
+			return nil
+		default:
+			return errors.New("hub not serving yet (waiting for the Verge CA)")
+		}
+	})
 
-	a.logger.Info("verge-cloud starting", "version", version.Version, "apiserver", a.rest.Host, "ops", a.cfg.OpsAddress)
+	a.logger.Info("verge-cloud starting", "version", version.Version, "apiserver", a.rest.Host, "ops", a.cfg.OpsAddress, "hub", a.cfg.Hub.Listen)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.ops.Start(gctx) })
 	if a.cfg.InstallCRDs {
 		g.Go(func() error { return a.installCRDs(gctx, ext) })
 	}
+	factory.Start(gctx.Done())
+	g.Go(func() error { factory.WaitForCacheSync(gctx.Done()); return nil })
+	g.Go(func() error { return minter.Start(gctx) })
+	g.Go(func() error { return watcher.Start(gctx) })
+	g.Go(func() error {
+		ca, err := a.loadCA(gctx, kube)
+		if err != nil || gctx.Err() != nil {
+			return err
+		}
+		h, err := hub.New(hub.Config{
+			Listen:           a.cfg.Hub.Listen,
+			AdvertiseNames:   a.cfg.Hub.AdvertiseNames,
+			CA:               ca,
+			NodeCertValidity: a.cfg.Hub.NodeCertValidity.Duration,
+			Heartbeat:        a.cfg.Hub.Heartbeat.Duration,
+			Kube:             kube,
+			View:             watcher.View,
+			Reports:          &reports.Applier{Kube: kube, Pods: watcher, Logger: a.logger},
+			Nodes:            nodes.NewManager(kube, a.logger),
+			Logger:           a.logger,
+			Registry:         a.reg,
+		})
+		if err != nil {
+			return err
+		}
+		// Nodes are served only from synced caches: a view computed from a
+		// half-filled cache would tell nodes to delete what they should run.
+		if !cache.WaitForCacheSync(gctx.Done(), watcher.HasSynced) {
+			return nil
+		}
+		hubReady <- h
+		return h.Start(gctx)
+	})
 	err = g.Wait()
+	factory.Shutdown()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		a.logger.Info("verge-cloud stopped")
 		return nil
 	}
 	return err
+}
+
+// loadCA reads or creates the Verge CA, retrying while the API server is
+// unreachable; a damaged CA Secret is fatal (see nodeca).
+func (a *App) loadCA(ctx context.Context, kube kubernetes.Interface) (*pki.CA, error) {
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.2, Steps: 100, Cap: 30 * time.Second}
+	for {
+		ca, err := nodeca.LoadOrCreate(ctx, kube, a.cfg.Namespace)
+		if err == nil {
+			return ca, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil //nolint:nilerr // shutting down
+		}
+		if errors.Is(err, nodeca.ErrDamaged) || errors.Is(err, nodeca.ErrNoNamespace) {
+			return nil, err
+		}
+		delay := backoff.Step()
+		a.logger.Error("loading the Verge CA failed; retrying", "error", err, "retryIn", delay.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(delay):
+		}
+	}
 }
 
 // installCRDs applies the CRDs, retrying with back-off while the API server

@@ -44,22 +44,47 @@ type Cloud struct {
 	// InstallCRDs applies Verge's CRDs at start (needs RBAC to do so).
 	InstallCRDs bool `json:"installCRDs"`
 
+	// Namespace holds verge-cloud's own objects (the Verge CA Secret).
+	Namespace string `json:"namespace"`
+
+	Hub Hub `json:"hub"`
+
 	// ShutdownTimeout bounds the graceful shutdown after SIGTERM.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout"`
 
 	Log logging.Options `json:"log"`
 }
 
+// Hub configures the endpoint edge nodes connect to.
+type Hub struct {
+	// Listen is the address edge nodes connect to (TLS, gRPC).
+	Listen string `json:"listen"`
+	// AdvertiseNames are extra DNS names or IPs put in the hub's serving
+	// certificate (nodes verify the hub by its CA, so these are optional).
+	AdvertiseNames []string `json:"advertiseNames,omitempty"`
+	// NodeCertValidity is the lifetime of node certificates; nodes renew at
+	// 70–90 % of it.
+	NodeCertValidity metav1.Duration `json:"nodeCertValidity"`
+	// Heartbeat is how often node and cloud exchange heartbeats.
+	Heartbeat metav1.Duration `json:"heartbeat"`
+}
+
 // Default returns the configuration used when nothing is set.
 func Default() Cloud {
 	return Cloud{
-		APIVersion:      APIVersion,
-		Kind:            Kind,
-		KubeAPIQPS:      100,
-		KubeAPIBurst:    200,
-		OpsAddress:      "127.0.0.1:10260",
-		EnablePprof:     true,
-		InstallCRDs:     true,
+		APIVersion:   APIVersion,
+		Kind:         Kind,
+		KubeAPIQPS:   100,
+		KubeAPIBurst: 200,
+		OpsAddress:   "127.0.0.1:10260",
+		EnablePprof:  true,
+		InstallCRDs:  true,
+		Namespace:    "verge-system",
+		Hub: Hub{
+			Listen:           ":10000",
+			NodeCertValidity: metav1.Duration{Duration: 365 * 24 * time.Hour},
+			Heartbeat:        metav1.Duration{Duration: 15 * time.Second},
+		},
 		ShutdownTimeout: metav1.Duration{Duration: 30 * time.Second},
 		Log:             logging.Defaults(),
 	}
@@ -79,6 +104,18 @@ func (c Cloud) Validate() error {
 	}
 	if c.ShutdownTimeout.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("shutdownTimeout %s must be positive", c.ShutdownTimeout.Duration))
+	}
+	if _, _, err := net.SplitHostPort(c.Hub.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("hub.listen %q is not host:port: %w", c.Hub.Listen, err))
+	}
+	if c.Hub.NodeCertValidity.Duration < time.Hour {
+		errs = append(errs, fmt.Errorf("hub.nodeCertValidity %s is too short: use at least 1h", c.Hub.NodeCertValidity.Duration))
+	}
+	if c.Hub.Heartbeat.Duration < time.Second {
+		errs = append(errs, fmt.Errorf("hub.heartbeat %s is too short: use at least 1s", c.Hub.Heartbeat.Duration))
+	}
+	if c.Namespace == "" {
+		errs = append(errs, errors.New("namespace must be set"))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)
@@ -109,6 +146,11 @@ func BindFlags(fs *pflag.FlagSet, c *Cloud) {
 	fs.StringVar(&c.OpsAddress, "ops-address", c.OpsAddress, "address for /healthz, /readyz, /metrics and pprof")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "serve /debug/pprof on the ops address")
 	fs.BoolVar(&c.InstallCRDs, "install-crds", c.InstallCRDs, "apply Verge's CRDs at start")
+	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace for verge-cloud's own objects (the Verge CA)")
+	fs.StringVar(&c.Hub.Listen, "hub-listen", c.Hub.Listen, "address edge nodes connect to")
+	fs.StringSliceVar(&c.Hub.AdvertiseNames, "hub-advertise", c.Hub.AdvertiseNames, "extra names/IPs for the hub's certificate")
+	fs.DurationVar(&c.Hub.NodeCertValidity.Duration, "node-cert-validity", c.Hub.NodeCertValidity.Duration, "lifetime of node certificates")
+	fs.DurationVar(&c.Hub.Heartbeat.Duration, "heartbeat", c.Hub.Heartbeat.Duration, "heartbeat interval between nodes and the cloud")
 	fs.DurationVar(&c.ShutdownTimeout.Duration, "shutdown-timeout", c.ShutdownTimeout.Duration, "how long a graceful shutdown may take")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "text or json")

@@ -8,6 +8,7 @@ package nodeca
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,6 +18,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/verge-edge/verge/internal/pki"
+)
+
+// Errors callers stop on (retrying cannot help).
+var (
+	ErrDamaged     = errors.New("the Verge CA Secret is damaged")
+	ErrNoNamespace = errors.New("verge-cloud's namespace does not exist")
 )
 
 // SecretName is the Secret holding the CA in verge-cloud's namespace.
@@ -50,7 +57,7 @@ func LoadOrCreate(ctx context.Context, cs kubernetes.Interface, namespace string
 		case apierrors.IsAlreadyExists(err):
 			s, err = secrets.Get(ctx, SecretName, metav1.GetOptions{}) // another replica won the race
 		case apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("creating the Verge CA: namespace %s does not exist: apply deploy/verge-cloud/serviceaccount.yaml or pass the right namespace", namespace)
+			return nil, fmt.Errorf("%w: creating the Verge CA: namespace %s does not exist: apply deploy/verge-cloud/serviceaccount.yaml or pass the right namespace", ErrNoNamespace, namespace)
 		}
 	}
 	if err != nil {
@@ -58,11 +65,11 @@ func LoadOrCreate(ctx context.Context, cs kubernetes.Interface, namespace string
 	}
 	cert, err := pki.ParseCert(s.Data[corev1.TLSCertKey])
 	if err != nil {
-		return nil, fmt.Errorf("the Verge CA Secret %s/%s has no valid %s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", namespace, SecretName, corev1.TLSCertKey, err)
+		return nil, fmt.Errorf("%w: %s/%s has no valid %s: %v (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, corev1.TLSCertKey, err)
 	}
 	key, err := pki.ParseKey(s.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
-		return nil, fmt.Errorf("the Verge CA Secret %s/%s has no valid %s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", namespace, SecretName, corev1.TLSPrivateKeyKey, err)
+		return nil, fmt.Errorf("%w: %s/%s has no valid %s: %v (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, corev1.TLSPrivateKeyKey, err)
 	}
 	return &pki.CA{Cert: cert, Key: key, CertPEM: s.Data[corev1.TLSCertKey]}, nil
 }

@@ -2,6 +2,7 @@ package nodeca
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -61,7 +62,7 @@ func TestDamagedSecretIsNotReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = LoadOrCreate(ctx, cs, ns)
-	if err == nil || !strings.Contains(err.Error(), "never replaced automatically") {
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "never replaced automatically") {
 		t.Fatalf("want a refusal explaining recovery, got %v", err)
 	}
 	s, _ := cs.CoreV1().Secrets(ns).Get(ctx, SecretName, metav1.GetOptions{})
@@ -72,7 +73,7 @@ func TestDamagedSecretIsNotReplaced(t *testing.T) {
 
 func TestMissingNamespaceIsExplained(t *testing.T) {
 	_, err := LoadOrCreate(context.Background(), testenv.Client(t), "no-such-namespace")
-	if err == nil || !strings.Contains(err.Error(), "namespace no-such-namespace does not exist") {
+	if !errors.Is(err, ErrNoNamespace) || !strings.Contains(err.Error(), "namespace no-such-namespace does not exist") {
 		t.Fatalf("got %v", err)
 	}
 }
