@@ -72,10 +72,6 @@ type UserError struct{ Msg string }
 
 func (e *UserError) Error() string { return e.Msg }
 
-// cloudUser is verge-cloud's identity in a local cluster; RBAC binds it to
-// the ClusterRole shipped in deploy/.
-const cloudUser = "verge-cloud"
-
 // Up starts the cluster and verge-cloud, prints "ready" and next steps, and
 // keeps them running (restarting what dies) until ctx ends; then stops all
 // of it. Whatever fails, nothing it started is left running.

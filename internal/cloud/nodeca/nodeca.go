@@ -65,11 +65,11 @@ func LoadOrCreate(ctx context.Context, cs kubernetes.Interface, namespace string
 	}
 	cert, err := pki.ParseCert(s.Data[corev1.TLSCertKey])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s/%s has no valid %s: %v (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, corev1.TLSCertKey, err)
+		return nil, fmt.Errorf("%w: %s/%s has no valid %s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, corev1.TLSCertKey, err)
 	}
 	key, err := pki.ParseKey(s.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s/%s has no valid %s: %v (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, corev1.TLSPrivateKeyKey, err)
+		return nil, fmt.Errorf("%w: %s/%s has no valid %s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, corev1.TLSPrivateKeyKey, err)
 	}
 	return &pki.CA{Cert: cert, Key: key, CertPEM: s.Data[corev1.TLSCertKey]}, nil
 }
