@@ -7,8 +7,18 @@ import (
 	"fmt"
 )
 
-//go:embed verge-cloud/*.yaml
+//go:embed verge-cloud/*.yaml systemd/verge-edge.service
 var files embed.FS
+
+// EdgeSystemdUnit is the template of verge-edge's systemd unit
+// ({{.Binary}}, {{.Config}}).
+func EdgeSystemdUnit() string {
+	b, err := files.ReadFile("systemd/verge-edge.service")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return string(b)
+}
 
 // CloudIdentity returns verge-cloud's roles and its ServiceAccount with the
 // bindings, in the order to apply them (the namespace is created by the

@@ -6,6 +6,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,9 @@ import (
 	"github.com/verge-edge/verge/internal/version"
 )
 
+// errUsage marks flag problems found after parsing.
+var errUsage = errors.New("usage")
+
 // New returns the root command writing to out and errOut.
 func New(out, errOut io.Writer) *cobra.Command {
 	root := &cobra.Command{
@@ -28,7 +32,7 @@ func New(out, errOut io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.AddCommand(newVersion(), newUp(), newDown(), newControlPlane())
+	root.AddCommand(newVersion(), newUp(), newDown(), newControlPlane(), newToken(), newJoin())
 	return root
 }
 
