@@ -37,8 +37,9 @@ func (l LinuxHost) Read(context.Context) (Host, error) {
 	h.MemoryBytes, h.MemoryAvail = parseMeminfo(mem)
 	var st unix.Statfs_t
 	if err := unix.Statfs(l.DataDir, &st); err == nil {
-		h.DiskBytes = int64(st.Blocks) * int64(st.Bsize)
-		h.DiskAvail = int64(st.Bavail) * int64(st.Bsize)
+		// The field types differ by architecture (32-bit on arm).
+		h.DiskBytes = int64(st.Blocks) * int64(st.Bsize) //nolint:unconvert
+		h.DiskAvail = int64(st.Bavail) * int64(st.Bsize) //nolint:unconvert
 	}
 	h.PIDMax = readInt(l.Root + "/proc/sys/kernel/pid_max")
 	if la, err := os.ReadFile(l.Root + "/proc/loadavg"); err == nil {
