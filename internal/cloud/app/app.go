@@ -126,6 +126,10 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	guard, err := nodes.NewEvictionGuard(kube, factory, a.logger)
+	if err != nil {
+		return err
+	}
 	hubReady := make(chan *hub.Server, 1)
 
 	a.ops.AddHealthCheck("ping", func(context.Context) error { return nil })
@@ -167,6 +171,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { factory.WaitForCacheSync(gctx.Done()); return nil })
 	g.Go(func() error { return minter.Start(gctx) })
 	g.Go(func() error { return watcher.Start(gctx) })
+	g.Go(func() error { return guard.Start(gctx) })
 	g.Go(func() error {
 		ca, err := a.loadCA(gctx, kube)
 		if err != nil || gctx.Err() != nil {
