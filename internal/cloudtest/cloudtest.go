@@ -13,8 +13,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/verge-edge/verge/internal/cloud/hub"
 	"github.com/verge-edge/verge/internal/cloud/nodeca"
@@ -60,10 +64,14 @@ func Start(t *testing.T, o Options) *Cloud {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
+	events := record.NewBroadcaster(record.WithContext(ctx))
+	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
+	nodeLister := factory.Core().V1().Nodes().Lister()
 	h, err := hub.New(hub.Config{
 		Listen: "127.0.0.1:0", CA: ca, Kube: kube, View: watcher.View,
 		Reports:          &reports.Applier{Kube: kube, Pods: watcher, Logger: logger},
-		Nodes:            nodes.NewManager(kube, logger),
+		Nodes:            nodes.NewManager(kube, nodeLister, recorder, logger),
 		NodeCertValidity: o.NodeCertValidity,
 		Heartbeat:        time.Second, Window: 8, BatchSize: 4,
 		Logger: logger, Registry: reg,
@@ -83,7 +91,7 @@ func Start(t *testing.T, o Options) *Cloud {
 		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); <-done; events.Shutdown() })
 	return &Cloud{Hub: h, CA: ca, Addr: addr.String(), Registry: reg, Kube: kube, Namespace: ns}
 }
 

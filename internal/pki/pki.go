@@ -236,13 +236,22 @@ func LoadCA(certPath, keyPath string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	ca, err := ParseCA(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s, %s: %w", certPath, keyPath, err)
+	}
+	return ca, nil
+}
+
+// ParseCA builds a CA from PEM certificate and key.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	cert, err := ParseCert(certPEM)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certPath, err)
+		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
 	key, err := ParseKey(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyPath, err)
+		return nil, fmt.Errorf("CA key: %w", err)
 	}
 	return &CA{Cert: cert, Key: key, CertPEM: certPEM}, nil
 }

@@ -14,14 +14,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 
 	"golang.org/x/sync/errgroup"
 
@@ -130,6 +134,11 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	nodeLister := factory.Core().V1().Nodes().Lister()
+	events := record.NewBroadcaster(record.WithContext(ctx))
+	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer events.Shutdown()
+	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
 	hubReady := make(chan *hub.Server, 1)
 
 	a.ops.AddHealthCheck("ping", func(context.Context) error { return nil })
@@ -186,7 +195,7 @@ func (a *App) Run(ctx context.Context) error {
 			Kube:             kube,
 			View:             watcher.View,
 			Reports:          &reports.Applier{Kube: kube, Pods: watcher, Logger: a.logger},
-			Nodes:            nodes.NewManager(kube, a.logger),
+			Nodes:            nodes.NewManager(kube, nodeLister, recorder, a.logger),
 			Logger:           a.logger,
 			Registry:         a.reg,
 		})

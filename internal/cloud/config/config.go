@@ -72,10 +72,12 @@ type Hub struct {
 // Default returns the configuration used when nothing is set.
 func Default() Cloud {
 	return Cloud{
-		APIVersion:   APIVersion,
-		Kind:         Kind,
-		KubeAPIQPS:   100,
-		KubeAPIBurst: 200,
+		APIVersion: APIVersion,
+		Kind:       Kind,
+		// Every connecting node costs a few API calls (lease, status): a
+		// fleet reconnecting after a cloud restart needs headroom.
+		KubeAPIQPS:   500,
+		KubeAPIBurst: 1000,
 		OpsAddress:   "127.0.0.1:10260",
 		EnablePprof:  true,
 		InstallCRDs:  true,

@@ -27,7 +27,7 @@ func TestFromArgs(t *testing.T) {
 	}{
 		{"defaults", nil, func(c Cloud) bool { return c.OpsAddress == "127.0.0.1:10260" && c.InstallCRDs && c.Log.Level == "info" }, ""},
 		{"file over defaults", []string{"--config", file}, func(c Cloud) bool {
-			return c.OpsAddress == "127.0.0.1:9999" && c.Log.Level == "debug" && c.KubeAPIQPS == 100
+			return c.OpsAddress == "127.0.0.1:9999" && c.Log.Level == "debug" && c.KubeAPIQPS == 500
 		}, ""},
 		{"flags over file", []string{"--config", file, "--ops-address", ":1234", "--shutdown-timeout", "3s"}, func(c Cloud) bool {
 			return c.OpsAddress == ":1234" && c.Log.Level == "debug" && c.ShutdownTimeout.Duration == 3*time.Second

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,120 +17,32 @@ import (
 	"github.com/verge-edge/verge/internal/cloud/nodes"
 	"github.com/verge-edge/verge/internal/cloudtest"
 	"github.com/verge-edge/verge/internal/edge/hubclient"
+	"github.com/verge-edge/verge/internal/fleetsim"
 	"github.com/verge-edge/verge/internal/nodecert"
-	"github.com/verge-edge/verge/internal/protocol/downsync"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 	"github.com/verge-edge/verge/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// memStore is an in-memory edge store for these hub tests (the real SQLite
-// store is tested on its own).
-type memStore struct {
-	mu      sync.Mutex
-	objects map[string]hubclient.Object
-	outbox  []hubclient.Report
-	nextID  int64
-	commits int
-}
-
-func newMemStore() *memStore { return &memStore{objects: map[string]hubclient.Object{}} }
-
-func (s *memStore) Inventory(context.Context) ([]downsync.Meta, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []downsync.Meta
-	for k, o := range s.objects {
-		out = append(out, downsync.Meta{Key: k, Version: downsync.Version{UID: o.UID, ResourceVersion: o.ResourceVersion}})
-	}
-	return out, nil
-}
-
-func (s *memStore) Version(_ context.Context, key string) (downsync.Version, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, ok := s.objects[key]
-	return downsync.Version{UID: o.UID, ResourceVersion: o.ResourceVersion}, ok, nil
-}
-
-func (s *memStore) Apply(_ context.Context, ops []hubclient.Op) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.commits++
-	for _, op := range ops {
-		if op.Delete {
-			if cur, ok := s.objects[op.Object.Key]; ok && (op.Object.UID == "" || cur.UID == op.Object.UID) {
-				delete(s.objects, op.Object.Key)
-			}
-			continue
-		}
-		s.objects[op.Object.Key] = op.Object
-	}
-	return nil
-}
-
-func (s *memStore) Pending(_ context.Context, n int, skip func(int64) bool) ([]hubclient.Report, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []hubclient.Report
-	for _, r := range s.outbox {
-		if len(out) < n && !skip(r.ID) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-func (s *memStore) Ack(_ context.Context, id, gen int64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, r := range s.outbox {
-		if r.ID == id && r.Gen == gen {
-			s.outbox = append(s.outbox[:i], s.outbox[i+1:]...)
-			break
-		}
-	}
-	return nil
-}
-
-func (s *memStore) enqueue(kind, key string, body any) {
+// enqueue puts an encoded report into a simulated store's outbox.
+func enqueue(s *fleetsim.SimStore, kind, key string, body any) {
 	_, data, _, err := wire.Encode(body)
 	if err != nil {
 		panic(err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.nextID++
-	s.outbox = append(s.outbox, hubclient.Report{ID: s.nextID, Gen: 1, Key: key, Kind: kind, Data: data})
-}
-
-func (s *memStore) keys() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for k := range s.objects {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func (s *memStore) outboxLen() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.outbox)
+	s.Enqueue(key, kind, data)
 }
 
 // edge runs a hub client for node with a certificate from the cloud's CA.
 type edge struct {
 	client *hubclient.Client
-	store  *memStore
+	store  *fleetsim.SimStore
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func startEdge(t *testing.T, c *cloudtest.Cloud, node string, store *memStore) *edge {
+func startEdge(t *testing.T, c *cloudtest.Cloud, node string, store *fleetsim.SimStore) *edge {
 	t.Helper()
 	keyPEM, csrPEM, err := nodecert.NewKeyAndCSR(node)
 	if err != nil {
@@ -211,11 +121,11 @@ func TestDesiredStateDownAndStatusUp(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	store := newMemStore()
+	store := fleetsim.NewSimStore()
 	e := startEdge(t, c, nodeA, store)
 	want := func(keys ...string) func() bool {
 		return func() bool {
-			got := store.keys()
+			got := store.Keys()
 			for _, k := range keys {
 				if !contains(got, k) {
 					return false
@@ -227,14 +137,14 @@ func TestDesiredStateDownAndStatusUp(t *testing.T) {
 	eventually(t, "the pod, its ConfigMap, Secret and token reach the edge",
 		want("pods/"+ns+"/web", "configmaps/"+ns+"/conf", "secrets/"+ns+"/creds", "configmaps/"+ns+"/kube-root-ca.crt"))
 	eventually(t, "the service-account token is minted", func() bool {
-		for _, k := range store.keys() {
+		for _, k := range store.Keys() {
 			if strings.HasPrefix(k, "serviceaccounttokens/"+ns+"/web.") {
 				return true
 			}
 		}
 		return false
 	})
-	if contains(store.keys(), "pods/"+ns+"/elsewhere") {
+	if contains(store.Keys(), "pods/"+ns+"/elsewhere") {
 		t.Fatal("a pod bound to another node reached " + nodeA)
 	}
 	eventually(t, "the client reports the resync done", e.client.Synced)
@@ -253,16 +163,16 @@ func TestDesiredStateDownAndStatusUp(t *testing.T) {
 		Phase: corev1.PodRunning, PodIP: "10.88.0.7", PodIPs: []corev1.PodIP{{IP: "10.88.0.7"}},
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
 	}}
-	store.enqueue(wire.ReportPodStatus, "pods/"+ns+"/web", status)
+	enqueue(store, wire.ReportPodStatus, "pods/"+ns+"/web", status)
 	// …and a forged report about another node's pod is refused.
 	forged := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "elsewhere", UID: other.UID}, Status: corev1.PodStatus{Phase: corev1.PodFailed}}
-	store.enqueue(wire.ReportPodStatus, "pods/"+ns+"/elsewhere", forged)
+	enqueue(store, wire.ReportPodStatus, "pods/"+ns+"/elsewhere", forged)
 	e.client.Kick()
 	eventually(t, "the pod status is applied", func() bool {
 		p, err := kube.CoreV1().Pods(ns).Get(ctx, "web", metav1.GetOptions{})
 		return err == nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP == "10.88.0.7"
 	})
-	eventually(t, "both reports leave the outbox", func() bool { return store.outboxLen() == 0 })
+	eventually(t, "both reports leave the outbox", func() bool { return store.OutboxLen() == 0 })
 	if p, _ := kube.CoreV1().Pods(ns).Get(ctx, "elsewhere", metav1.GetOptions{}); p.Status.Phase == corev1.PodFailed {
 		t.Fatal("a node wrote the status of a pod bound to another node")
 	}
@@ -282,9 +192,8 @@ func TestDesiredStateDownAndStatusUp(t *testing.T) {
 		return ok && v.ResourceVersion == cm.ResourceVersion
 	})
 	var decoded corev1.ConfigMap
-	store.mu.Lock()
-	raw := store.objects["configmaps/"+ns+"/conf"].Data
-	store.mu.Unlock()
+	stored, _ := store.Object("configmaps/" + ns + "/conf")
+	raw := stored.Data
 	if err := wire.Decode(wire.EncodingFor("configmaps/x/y"), raw, false, &decoded); err != nil || decoded.Data["mode"] != "slow" {
 		t.Fatalf("stored ConfigMap does not decode to the edit: %v %v", decoded.Data, err)
 	}
@@ -303,10 +212,10 @@ func TestReconnectSendsOnlyDifferences(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store := newMemStore()
+	store := fleetsim.NewSimStore()
 	e := startEdge(t, c, node, store)
 	eventually(t, "five pods and their tokens arrive", func() bool {
-		return countPrefix(store.keys(), "pods/") == 5 && countPrefix(store.keys(), "serviceaccounttokens/") == 5
+		return countPrefix(store.Keys(), "pods/") == 5 && countPrefix(store.Keys(), "serviceaccounttokens/") == 5
 	})
 	eventually(t, "synced", e.client.Synced)
 	resyncBefore := c.Metric(t, "verge_hub_resync_objects_total", "upsert") + c.Metric(t, "verge_hub_resync_objects_total", "delete")
@@ -321,7 +230,7 @@ func TestReconnectSendsOnlyDifferences(t *testing.T) {
 	}
 	e = startEdge(t, c, node, store)
 	eventually(t, "the edge converges", func() bool {
-		k := store.keys()
+		k := store.Keys()
 		return !contains(k, "pods/"+ns+"/p0") && contains(k, "pods/"+ns+"/p9") && countPrefix(k, "pods/") == 5
 	})
 	eventually(t, "synced again", e.client.Synced)
@@ -338,9 +247,9 @@ func TestReconnectSendsOnlyDifferences(t *testing.T) {
 func TestSecondConnectionReplacesFirst(t *testing.T) {
 	c := cloudtest.Start(t, cloudtest.Options{})
 	node := c.UniqueNode("edge-dup")
-	first := startEdge(t, c, node, newMemStore())
+	first := startEdge(t, c, node, fleetsim.NewSimStore())
 	eventually(t, "first connects", first.client.Connected)
-	second := startEdge(t, c, node, newMemStore())
+	second := startEdge(t, c, node, fleetsim.NewSimStore())
 	eventually(t, "second connects", second.client.Connected)
 	eventually(t, "the first session was replaced", func() bool {
 		return c.Metric(t, "verge_hub_sessions_total", "replaced") >= 1

@@ -63,13 +63,9 @@ func LoadOrCreate(ctx context.Context, cs kubernetes.Interface, namespace string
 	if err != nil {
 		return nil, fmt.Errorf("reading the Verge CA Secret %s/%s: %w", namespace, SecretName, err)
 	}
-	cert, err := pki.ParseCert(s.Data[corev1.TLSCertKey])
+	ca, err := pki.ParseCA(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s/%s has no valid %s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, corev1.TLSCertKey, err)
+		return nil, fmt.Errorf("%w: %s/%s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, err)
 	}
-	key, err := pki.ParseKey(s.Data[corev1.TLSPrivateKeyKey])
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s/%s has no valid %s: %w (it is never replaced automatically; restore it from backup, or delete it to start a new CA and re-join every node)", ErrDamaged, namespace, SecretName, corev1.TLSPrivateKeyKey, err)
-	}
-	return &pki.CA{Cert: cert, Key: key, CertPEM: s.Data[corev1.TLSCertKey]}, nil
+	return ca, nil
 }

@@ -20,7 +20,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
@@ -32,20 +34,30 @@ const EdgeRoleLabel = "node-role.kubernetes.io/edge"
 // LeaseDuration matches the kubelet's default node lease.
 const LeaseDuration = 40 * time.Second
 
+// NodeLister reads Nodes from an informer cache.
+type NodeLister interface {
+	Get(name string) (*corev1.Node, error)
+}
+
 // Manager implements hub.Nodes.
 type Manager struct {
 	Kube   kubernetes.Interface
+	Nodes  NodeLister
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Events records node Events asynchronously, aggregating repeats, so a
+	// reconnect storm does not turn into a storm of Event writes.
+	Events record.EventRecorder
 
 	mu     sync.Mutex
 	leases map[string]*coordinationv1.Lease // last written, to update without a read
 	renew  map[string]time.Time             // last renewal, to bound writes
 }
 
-// NewManager returns a Manager.
-func NewManager(kube kubernetes.Interface, logger *slog.Logger) *Manager {
-	return &Manager{Kube: kube, Logger: logger, Now: time.Now, leases: map[string]*coordinationv1.Lease{}, renew: map[string]time.Time{}}
+// NewManager returns a Manager reading Nodes from nodes and recording
+// events with events.
+func NewManager(kube kubernetes.Interface, nodes NodeLister, events record.EventRecorder, logger *slog.Logger) *Manager {
+	return &Manager{Kube: kube, Nodes: nodes, Events: events, Logger: logger, Now: time.Now, leases: map[string]*coordinationv1.Lease{}, renew: map[string]time.Time{}}
 }
 
 // Connected ensures the Node exists and renews its Lease.
@@ -75,6 +87,11 @@ func (m *Manager) Disconnected(node string) {
 }
 
 func (m *Manager) ensureNode(ctx context.Context, node string, joinLabels map[string]string) error {
+	if _, err := m.Nodes.Get(node); err == nil {
+		return nil
+	}
+	// Not in the cache: check the API (the cache may lag a node another
+	// replica just created) before creating it.
 	_, err := m.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err == nil || !apierrors.IsNotFound(err) {
 		return err
@@ -148,27 +165,13 @@ func (m *Manager) newLease(node string, renew metav1.MicroTime) *coordinationv1.
 		},
 	}
 	// Owned by the Node, like the kubelet's, so it goes with it.
-	if n, err := m.Kube.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{}); err == nil {
+	if n, err := m.Nodes.Get(node); err == nil {
 		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node, UID: n.UID}}
 	}
 	return l
 }
 
-func (m *Manager) event(ctx context.Context, node, eventType, reason, message string) {
-	now := metav1.NewTime(m.Now())
-	_, err := m.Kube.CoreV1().Events(metav1.NamespaceDefault).Create(ctx, &corev1.Event{
-		ObjectMeta:          metav1.ObjectMeta{GenerateName: node + ".", Namespace: metav1.NamespaceDefault},
-		InvolvedObject:      corev1.ObjectReference{Kind: "Node", Name: node, UID: "", APIVersion: "v1"},
-		Reason:              reason,
-		Message:             message,
-		Type:                eventType,
-		FirstTimestamp:      now,
-		LastTimestamp:       now,
-		Count:               1,
-		Source:              corev1.EventSource{Component: "verge-cloud"},
-		ReportingController: "verge.dev/cloud",
-	}, metav1.CreateOptions{})
-	if err != nil {
-		m.Logger.Warn("recording a node event failed", "node", node, "reason", reason, "error", err)
-	}
+func (m *Manager) event(_ context.Context, node, eventType, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node), APIVersion: "v1"}
+	m.Events.Event(ref, eventType, reason, message)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -117,6 +118,12 @@ func (v *View) Subscribed() int {
 
 // OnPod applies a pod informer event; old or new is nil for add/delete.
 func (v *View) OnPod(old, new *corev1.Pod) {
+	if old != nil && new != nil && StatusOnly(old, new) {
+		// Mostly the node's own status report coming back: sending it
+		// would double the traffic for nothing. The node keeps the pod at
+		// the version it has; the next real change carries everything.
+		return
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if old != nil && (new == nil || old.Spec.NodeName != new.Spec.NodeName) {
@@ -185,6 +192,23 @@ func (v *View) addPodLocked(node string, s *subscription, pod *corev1.Pod) {
 	if had {
 		v.unrefAllLocked(node, s, old)
 	}
+}
+
+// StatusOnly reports whether a pod update changed nothing but its status
+// (and the bookkeeping that comes with any write). Pods with readiness
+// gates are never status-only: other controllers write the conditions
+// their readiness depends on, and the node needs them.
+func StatusOnly(old, new *corev1.Pod) bool {
+	if len(new.Spec.ReadinessGates) > 0 || old.UID != new.UID {
+		return false
+	}
+	if !apiequality.Semantic.DeepEqual(old.Spec, new.Spec) {
+		return false
+	}
+	om, nm := old.ObjectMeta, new.ObjectMeta
+	om.ResourceVersion, nm.ResourceVersion = "", ""
+	om.ManagedFields, nm.ManagedFields = nil, nil
+	return apiequality.Semantic.DeepEqual(om, nm)
 }
 
 // deliverToken passes a minted token to the node if it still wants it (the

@@ -234,6 +234,50 @@ func TestHeldTokenIsNotMintedAgain(t *testing.T) {
 	}
 }
 
+func TestStatusOnlyUpdatesAreNotSent(t *testing.T) {
+	p := pod("a", "edge-1", "10", nil)
+	cache := &fakeCache{pods: []*corev1.Pod{p}}
+	v := New(cache, &fakeTokens{wanted: map[string]func(downsync.Object){}})
+	r := &recorder{}
+	v.Subscribe("edge-1", r, nil)
+	r.take()
+
+	statusOnly := p.DeepCopy()
+	statusOnly.ResourceVersion = "11"
+	statusOnly.Status.Phase = corev1.PodRunning
+	v.OnPod(p, statusOnly)
+	if got := r.take(); got != "" {
+		t.Fatalf("a status-only update was sent: %s", got)
+	}
+	labelled := statusOnly.DeepCopy()
+	labelled.ResourceVersion = "12"
+	labelled.Labels = map[string]string{"tier": "web"}
+	v.OnPod(statusOnly, labelled)
+	if got := r.take(); got != "set pods/ns/a@12" {
+		t.Fatalf("a metadata change must be sent: %q", got)
+	}
+	deleting := labelled.DeepCopy()
+	deleting.ResourceVersion = "13"
+	now := metav1.Now()
+	deleting.DeletionTimestamp = &now
+	v.OnPod(labelled, deleting)
+	if got := r.take(); got != "set pods/ns/a@13" {
+		t.Fatalf("a deletion must be sent: %q", got)
+	}
+	gated := pod("g", "edge-1", "20", func(p *corev1.Pod) {
+		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: "example.com/ready"}}
+	})
+	v.OnPod(nil, gated)
+	r.take()
+	gated2 := gated.DeepCopy()
+	gated2.ResourceVersion = "21"
+	gated2.Status.Conditions = []corev1.PodCondition{{Type: "example.com/ready", Status: corev1.ConditionTrue}}
+	v.OnPod(gated, gated2)
+	if got := r.take(); got != "set pods/ns/g@21" {
+		t.Fatalf("status of a pod with readiness gates must be sent: %q", got)
+	}
+}
+
 func TestReferences(t *testing.T) {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p"},

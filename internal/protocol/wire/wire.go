@@ -40,8 +40,11 @@ type protoMarshaler interface {
 	Marshal() ([]byte, error)
 }
 
-// Encode serialises body for the wire.
+// Encode serialises body for the wire. Server-side-apply bookkeeping
+// (metadata.managedFields) is left out: nodes never use it, and it is often
+// the larger part of an object.
 func Encode(body any) (syncpb.Encoding, []byte, bool, error) {
+	body = withoutManagedFields(body)
 	var (
 		enc  syncpb.Encoding
 		data []byte
@@ -59,6 +62,32 @@ func Encode(body any) (syncpb.Encoding, []byte, bool, error) {
 		return 0, nil, false, fmt.Errorf("encoding %T: %w", body, err)
 	}
 	return EncodeRaw(enc, data)
+}
+
+// withoutManagedFields returns body, or a shallow copy of it without
+// managedFields (the informer's object is shared and must not change).
+func withoutManagedFields(body any) any {
+	switch o := body.(type) {
+	case *corev1.Pod:
+		if len(o.ManagedFields) > 0 {
+			c := *o
+			c.ManagedFields = nil
+			return &c
+		}
+	case *corev1.ConfigMap:
+		if len(o.ManagedFields) > 0 {
+			c := *o
+			c.ManagedFields = nil
+			return &c
+		}
+	case *corev1.Secret:
+		if len(o.ManagedFields) > 0 {
+			c := *o
+			c.ManagedFields = nil
+			return &c
+		}
+	}
+	return body
 }
 
 // Raw undoes compression.

@@ -59,6 +59,24 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestManagedFieldsAreLeftOut(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}}}
+	enc, data, compressed, err := Encode(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got corev1.Pod
+	if err := Decode(enc, data, compressed, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "p" || len(got.ManagedFields) != 0 {
+		t.Fatalf("decoded %+v", got.ObjectMeta)
+	}
+	if len(pod.ManagedFields) != 1 {
+		t.Fatal("Encode changed the caller's object")
+	}
+}
+
 func TestDecodeRefusesBombsAndNonsense(t *testing.T) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
