@@ -20,12 +20,12 @@ func EdgeSystemdUnit() string {
 	return string(b)
 }
 
-// CloudIdentity returns verge-cloud's roles and its ServiceAccount with the
-// bindings, in the order to apply them (the namespace is created by the
-// second document set, so it comes first there).
+// CloudIdentity returns verge-cloud's ServiceAccount (with its namespace and
+// bindings), its roles, and the FlowSchema that classifies its API traffic,
+// in the order to apply them.
 func CloudIdentity() ([][]byte, error) {
 	var out [][]byte
-	for _, name := range []string{"verge-cloud/serviceaccount.yaml", "verge-cloud/rbac.yaml"} {
+	for _, name := range []string{"verge-cloud/serviceaccount.yaml", "verge-cloud/rbac.yaml", "verge-cloud/flowschema.yaml"} {
 		b, err := files.ReadFile(name)
 		if err != nil {
 			return nil, fmt.Errorf("embedded manifest %s: %w", name, err)

@@ -67,11 +67,11 @@ func Start(t *testing.T, o Options) *Cloud {
 	events := record.NewBroadcaster(record.WithContext(ctx))
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
-	nodeLister := factory.Core().V1().Nodes().Lister()
+	lifecycle := nodes.NewManager(kube, factory.Core().V1().Nodes().Lister(), recorder, logger)
 	h, err := hub.New(hub.Config{
 		Listen: "127.0.0.1:0", CA: ca, Kube: kube, View: watcher.View,
 		Reports:          &reports.Applier{Kube: kube, Pods: watcher, Logger: logger},
-		Nodes:            nodes.NewManager(kube, nodeLister, recorder, logger),
+		Nodes:            lifecycle,
 		NodeCertValidity: o.NodeCertValidity,
 		Heartbeat:        time.Second, Window: 8, BatchSize: 4,
 		Logger: logger, Registry: reg,
@@ -85,6 +85,7 @@ func Start(t *testing.T, o Options) *Cloud {
 	done := make(chan struct{})
 	go func() { _ = minter.Start(ctx) }()
 	go func() { _ = watcher.Start(ctx) }()
+	go func() { _ = lifecycle.Start(ctx) }()
 	go func() { defer close(done); _ = h.Start(ctx) }()
 	addr, err := h.Addr(ctx)
 	if err != nil {

@@ -139,6 +139,7 @@ func (a *App) Run(ctx context.Context) error {
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer events.Shutdown()
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
+	lifecycle := nodes.NewManager(kube, nodeLister, recorder, a.logger)
 	hubReady := make(chan *hub.Server, 1)
 
 	a.ops.AddHealthCheck("ping", func(context.Context) error { return nil })
@@ -181,6 +182,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return minter.Start(gctx) })
 	g.Go(func() error { return watcher.Start(gctx) })
 	g.Go(func() error { return guard.Start(gctx) })
+	g.Go(func() error { return lifecycle.Start(gctx) })
 	g.Go(func() error {
 		ca, err := a.loadCA(gctx, kube)
 		if err != nil || gctx.Err() != nil {
@@ -195,7 +197,7 @@ func (a *App) Run(ctx context.Context) error {
 			Kube:             kube,
 			View:             watcher.View,
 			Reports:          &reports.Applier{Kube: kube, Pods: watcher, Logger: a.logger},
-			Nodes:            nodes.NewManager(kube, nodeLister, recorder, a.logger),
+			Nodes:            lifecycle,
 			Logger:           a.logger,
 			Registry:         a.reg,
 		})

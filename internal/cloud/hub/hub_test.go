@@ -149,14 +149,18 @@ func TestDesiredStateDownAndStatusUp(t *testing.T) {
 	}
 	eventually(t, "the client reports the resync done", e.client.Synced)
 
-	// The Node object and Lease exist.
-	node, err := kube.CoreV1().Nodes().Get(ctx, nodeA, metav1.GetOptions{})
-	if err != nil || node.Labels[nodes.EdgeRoleLabel] != "" {
-		t.Fatalf("Node not registered with the edge role: %v %v", node, err)
-	}
-	if _, err := kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, nodeA, metav1.GetOptions{}); err != nil {
-		t.Fatalf("no Lease: %v", err)
-	}
+	// The Node object (with the edge role) and its Lease appear.
+	eventually(t, "the Node is registered with the edge role and has a Lease", func() bool {
+		node, err := kube.CoreV1().Nodes().Get(ctx, nodeA, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		if _, edge := node.Labels[nodes.EdgeRoleLabel]; !edge {
+			return false
+		}
+		_, err = kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, nodeA, metav1.GetOptions{})
+		return err == nil
+	})
 
 	// Status up: our pod's status is applied and the report removed.
 	status := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", UID: web.UID}, Status: corev1.PodStatus{

@@ -11,6 +11,7 @@ package nodes
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
@@ -39,7 +41,10 @@ type NodeLister interface {
 	Get(name string) (*corev1.Node, error)
 }
 
-// Manager implements hub.Nodes.
+// Manager implements hub.Nodes. Sessions only record what they need
+// (non-blocking); workers do the API calls, at most one at a time per
+// node, retried with back-off, so a slow or throttling API server delays
+// Node registration and lease renewal but never a node's session.
 type Manager struct {
 	Kube   kubernetes.Interface
 	Nodes  NodeLister
@@ -49,41 +54,130 @@ type Manager struct {
 	// reconnect storm does not turn into a storm of Event writes.
 	Events record.EventRecorder
 
-	mu     sync.Mutex
-	leases map[string]*coordinationv1.Lease // last written, to update without a read
-	renew  map[string]time.Time             // last renewal, to bound writes
+	queue workqueue.TypedRateLimitingInterface[string]
+	mu    sync.Mutex
+	nodes map[string]*nodeState // connected nodes only
+}
+
+type nodeState struct {
+	labels     map[string]string
+	registered bool
+	renewDue   bool
+	lastRenew  time.Time
+	lease      *coordinationv1.Lease // last written, to update without a read
 }
 
 // NewManager returns a Manager reading Nodes from nodes and recording
-// events with events.
+// events with events. Start runs its workers.
 func NewManager(kube kubernetes.Interface, nodes NodeLister, events record.EventRecorder, logger *slog.Logger) *Manager {
-	return &Manager{Kube: kube, Nodes: nodes, Events: events, Logger: logger, Now: time.Now, leases: map[string]*coordinationv1.Lease{}, renew: map[string]time.Time{}}
-}
-
-// Connected ensures the Node exists and renews its Lease.
-func (m *Manager) Connected(ctx context.Context, node string, hello *syncpb.Hello) {
-	if err := m.ensureNode(ctx, node, hello.NodeLabels); err != nil {
-		m.Logger.Error("creating the Node object failed", "node", node, "error", err)
+	return &Manager{
+		Kube: kube, Nodes: nodes, Events: events, Logger: logger, Now: time.Now,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "verge_node_lifecycle"}),
+		nodes: map[string]*nodeState{},
 	}
-	m.renewLease(ctx, node, true)
-	m.event(ctx, node, corev1.EventTypeNormal, "EdgeConnected", "Edge node connected to verge-cloud (agent "+hello.AgentVersion+")")
 }
 
-// Heartbeat renews the node's Lease (at most every LeaseDuration/4).
+// Connected queues the node's registration (Node object) and a lease
+// renewal.
+func (m *Manager) Connected(_ context.Context, node string, hello *syncpb.Hello) {
+	m.mu.Lock()
+	m.nodes[node] = &nodeState{labels: hello.NodeLabels, renewDue: true}
+	m.mu.Unlock()
+	m.queue.Add(node)
+	m.event(node, corev1.EventTypeNormal, "EdgeConnected", "Edge node connected to verge-cloud (agent "+hello.AgentVersion+")")
+}
+
+// Heartbeat queues a lease renewal when one is due (every LeaseDuration/4).
 func (m *Manager) Heartbeat(node string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m.renewLease(ctx, node, false)
+	m.mu.Lock()
+	st := m.nodes[node]
+	due := st != nil && m.Now().Sub(st.lastRenew) >= LeaseDuration/4
+	if due {
+		st.renewDue = true
+	}
+	m.mu.Unlock()
+	if due {
+		m.queue.Add(node)
+	}
 }
 
 // Disconnected records an Event; the Lease then expires on its own.
 func (m *Manager) Disconnected(node string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	m.mu.Lock()
-	delete(m.renew, node)
+	delete(m.nodes, node)
 	m.mu.Unlock()
-	m.event(ctx, node, corev1.EventTypeWarning, "EdgeDisconnected", "Edge node disconnected from verge-cloud; its pods keep running on the node")
+	m.event(node, corev1.EventTypeWarning, "EdgeDisconnected", "Edge node disconnected from verge-cloud; its pods keep running on the node")
+}
+
+// Start runs the workers until ctx ends.
+func (m *Manager) Start(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		m.queue.ShutDown()
+	}()
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m.next(ctx) {
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (m *Manager) next(ctx context.Context) bool {
+	node, quit := m.queue.Get()
+	if quit {
+		return false
+	}
+	defer m.queue.Done(node)
+	if err := m.sync(ctx, node); err != nil {
+		if ctx.Err() == nil {
+			m.Logger.Warn("node registration or lease renewal failed; retrying", "node", node, "error", err)
+			m.queue.AddRateLimited(node)
+		}
+		return true
+	}
+	m.queue.Forget(node)
+	return true
+}
+
+// sync registers the node if needed and renews its lease if due.
+func (m *Manager) sync(ctx context.Context, node string) error {
+	m.mu.Lock()
+	st := m.nodes[node]
+	if st == nil {
+		m.mu.Unlock()
+		return nil // disconnected meanwhile
+	}
+	registered, renew, labels, lease := st.registered, st.renewDue, st.labels, st.lease
+	m.mu.Unlock()
+	if !registered {
+		if err := m.ensureNode(ctx, node, labels); err != nil {
+			return fmt.Errorf("registering the Node: %w", err)
+		}
+	}
+	var err error
+	if renew {
+		if lease, err = m.renewLease(ctx, node, lease); err != nil {
+			return fmt.Errorf("renewing the Lease: %w", err)
+		}
+	}
+	m.mu.Lock()
+	if cur := m.nodes[node]; cur == st {
+		st.registered = true
+		if renew {
+			st.renewDue = false
+			st.lastRenew = m.Now()
+			st.lease = lease
+		}
+	}
+	m.mu.Unlock()
+	return nil
 }
 
 func (m *Manager) ensureNode(ctx context.Context, node string, joinLabels map[string]string) error {
@@ -110,49 +204,31 @@ func (m *Manager) ensureNode(ctx context.Context, node string, joinLabels map[st
 	return err
 }
 
-func (m *Manager) renewLease(ctx context.Context, node string, force bool) {
-	now := m.Now()
-	m.mu.Lock()
-	if last, ok := m.renew[node]; ok && !force && now.Sub(last) < LeaseDuration/4 {
-		m.mu.Unlock()
-		return
-	}
-	m.renew[node] = now
-	lease := m.leases[node]
-	m.mu.Unlock()
-
+// renewLease writes a fresh renewTime, starting from our last copy of the
+// Lease when we have one (one write, no read).
+func (m *Manager) renewLease(ctx context.Context, node string, lease *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	leases := m.Kube.CoordinationV1().Leases(corev1.NamespaceNodeLease)
-	renewTime := metav1.NewMicroTime(now)
-	var err error
+	renewTime := metav1.NewMicroTime(m.Now())
 	if lease != nil {
 		l := lease.DeepCopy()
 		l.Spec.RenewTime = &renewTime
-		lease, err = leases.Update(ctx, l, metav1.UpdateOptions{})
-	}
-	if lease == nil || err != nil {
-		// First renewal here, or our copy is stale (another replica renewed
-		// it): read, then write.
-		lease, err = leases.Get(ctx, node, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			lease, err = leases.Create(ctx, m.newLease(node, renewTime), metav1.CreateOptions{})
-		case err == nil:
-			l := lease.DeepCopy()
-			l.Spec.RenewTime = &renewTime
-			l.Spec.HolderIdentity = ptr.To(node)
-			l.Spec.LeaseDurationSeconds = ptr.To(int32(LeaseDuration / time.Second))
-			lease, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		if updated, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err == nil {
+			return updated, nil
 		}
+		// Our copy is stale (another replica renewed it): read, then write.
 	}
-	m.mu.Lock()
+	current, err := leases.Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return leases.Create(ctx, m.newLease(node, renewTime), metav1.CreateOptions{})
+	}
 	if err != nil {
-		delete(m.leases, node)
-		m.mu.Unlock()
-		m.Logger.Warn("renewing the node lease failed", "node", node, "error", err)
-		return
+		return nil, err
 	}
-	m.leases[node] = lease
-	m.mu.Unlock()
+	l := current.DeepCopy()
+	l.Spec.RenewTime = &renewTime
+	l.Spec.HolderIdentity = ptr.To(node)
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(LeaseDuration / time.Second))
+	return leases.Update(ctx, l, metav1.UpdateOptions{})
 }
 
 func (m *Manager) newLease(node string, renew metav1.MicroTime) *coordinationv1.Lease {
@@ -171,7 +247,7 @@ func (m *Manager) newLease(node string, renew metav1.MicroTime) *coordinationv1.
 	return l
 }
 
-func (m *Manager) event(_ context.Context, node, eventType, reason, message string) {
+func (m *Manager) event(node, eventType, reason, message string) {
 	ref := &corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node), APIVersion: "v1"}
 	m.Events.Event(ref, eventType, reason, message)
 }
