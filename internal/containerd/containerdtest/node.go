@@ -27,6 +27,8 @@ type Images struct {
 	App string
 	// Pause is the sandbox image (testapp pause).
 	Pause string
+	// Binary is testapp itself, for more images.
+	Binary []byte
 }
 
 // BuildTestApp compiles testdata/testapp as a static binary.
@@ -37,7 +39,7 @@ func BuildTestApp(dir string) ([]byte, error) {
 	}
 	src := filepath.Join(filepath.Dir(self), "testdata", "testapp")
 	out := filepath.Join(dir, "testapp")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=-buildvcs=false")
 	if msg, err := cmd.CombinedOutput(); err != nil {
@@ -61,7 +63,7 @@ func PushTestImages(reg *Registry, workDir string) (Images, error) {
 	if err != nil {
 		return Images{}, err
 	}
-	return Images{App: app, Pause: pause}, nil
+	return Images{App: app, Pause: pause, Binary: bin}, nil
 }
 
 // Node is a running private containerd instance.
@@ -125,6 +127,21 @@ func StartNode(t testing.TB, prefix string, reg *Registry, sandboxImage string) 
 		t.Fatalf("%v\n--- containerd log ---\n%s", err, logtail.Lines(n.LogPath, 30))
 	}
 	return n
+}
+
+// Restart starts containerd again under a new supervisor after the test
+// stopped the old one (Group.Stop), e.g. to simulate a host reboot.
+func (n *Node) Restart(t testing.TB) {
+	t.Helper()
+	n.Group = supervisor.NewGroup(slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if _, err := n.Group.Start(n.Instance.Spec(n.LogPath)); err != nil {
+		t.Fatalf("restarting containerd: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := n.Instance.WaitReady(ctx); err != nil {
+		t.Fatalf("%v\n--- containerd log ---\n%s", err, logtail.Lines(n.LogPath, 30))
+	}
 }
 
 func (n *Node) stop(t testing.TB) {

@@ -1,0 +1,441 @@
+package podruntime
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// statusInput is everything computeStatus looks at.
+type statusInput struct {
+	Pod *corev1.Pod
+	Obs *podObs
+	// Waiting explains containers that are not running, by name (back-off,
+	// image pull and configuration errors).
+	Waiting map[string]waiting
+	// Ready and Started are probe results by container ID; a missing entry
+	// means no result yet.
+	Ready, Started map[string]bool
+	// TermMessages are termination messages by container ID.
+	TermMessages map[string]string
+	NodeIP       string
+	// FirstSeen is when this runtime first worked on the pod (the start
+	// time when neither the pod's status nor CRI has an earlier one).
+	FirstSeen time.Time
+	Now       time.Time
+	// RuntimeName prefixes container IDs ("containerd://…").
+	RuntimeName string
+	// Terminating: the pod is being deleted; once nothing runs, its phase
+	// is final.
+	Terminating bool
+	// SandboxError explains why the pod has no sandbox (e.g. CNI failed).
+	SandboxError string
+}
+
+// computeStatus derives the pod's status from what CRI reports and what
+// the probes say, as the kubelet would report it.
+func computeStatus(in statusInput) corev1.PodStatus {
+	pod, obs := in.Pod, in.Obs
+	old := &pod.Status
+	st := corev1.PodStatus{
+		HostIP:             in.NodeIP,
+		HostIPs:            []corev1.HostIP{{IP: in.NodeIP}},
+		QOSClass:           qosClass(pod),
+		NominatedNodeName:  old.NominatedNodeName,
+		ObservedGeneration: pod.Generation,
+	}
+
+	sb := obs.latestSandbox()
+	switch {
+	case pod.Spec.HostNetwork:
+		st.PodIPs = []corev1.PodIP{{IP: in.NodeIP}}
+	case sb != nil && sb.Ready && len(sb.IPs) > 0:
+		for _, ip := range sb.IPs {
+			st.PodIPs = append(st.PodIPs, corev1.PodIP{IP: ip})
+		}
+	default:
+		// A pod keeps its reported IP while its sandbox is down.
+		st.PodIPs = append(st.PodIPs, old.PodIPs...)
+	}
+	if len(st.PodIPs) > 0 {
+		st.PodIP = st.PodIPs[0].IP
+	}
+
+	switch {
+	case old.StartTime != nil:
+		st.StartTime = old.StartTime.DeepCopy()
+	default:
+		t := in.FirstSeen
+		for _, s := range obs.Sandboxes {
+			if !s.CreatedAt.IsZero() && (t.IsZero() || s.CreatedAt.Before(t)) {
+				t = s.CreatedAt
+			}
+		}
+		if t.IsZero() {
+			t = in.Now
+		}
+		mt := metav1.NewTime(t.Truncate(time.Second))
+		st.StartTime = &mt
+	}
+
+	initPending := false
+	for i := range pod.Spec.InitContainers {
+		cs := containerStatus(in, &pod.Spec.InitContainers[i], true, initPending)
+		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+			initPending = true
+		}
+		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+	}
+	// Once regular containers have run, a sandbox restart re-running the
+	// init containers does not make the pod uninitialized again.
+	regularRan := false
+	for i := range pod.Spec.Containers {
+		if obs.newest(pod.Spec.Containers[i].Name, "", 0) != nil {
+			regularRan = true
+		}
+	}
+	initialized := !initPending || regularRan
+	for i := range pod.Spec.Containers {
+		st.ContainerStatuses = append(st.ContainerStatuses, containerStatus(in, &pod.Spec.Containers[i], false, !initialized))
+	}
+
+	st.Phase = podPhase(pod, st.InitContainerStatuses, st.ContainerStatuses, in.Terminating)
+	if isTerminalPhase(old.Phase) {
+		// Terminal phases are final.
+		st.Phase = old.Phase
+	}
+
+	st.Conditions = conditions(in, &st, sb, initialized)
+	return st
+}
+
+// containerStatus reports one container: its newest CRI container (any
+// sandbox) is the current state, the one before it the last state.
+func containerStatus(in statusInput, spec *corev1.Container, init, podInitializing bool) corev1.ContainerStatus {
+	cs := corev1.ContainerStatus{Name: spec.Name, Image: spec.Image}
+	cur := in.Obs.newest(spec.Name, "", 0)
+	prev := in.Obs.newest(spec.Name, "", 1)
+	w, held := in.Waiting[spec.Name]
+	started := false
+
+	if cur == nil {
+		reason := "ContainerCreating"
+		if podInitializing {
+			reason = "PodInitializing"
+		}
+		if held {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
+		} else {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason}
+		}
+		if n, ok := storedRestartCount(in.Pod, spec.Name, init); ok {
+			cs.RestartCount = int32(n)
+		}
+		cs.Started = ptr(false)
+		return cs
+	}
+
+	cs.RestartCount = int32(cur.Attempt)
+	cs.ContainerID = in.RuntimeName + "://" + cur.ID
+	cs.ImageID = cur.ImageRef
+	if cur.Image != "" && !strings.HasPrefix(cur.Image, "sha256:") {
+		cs.Image = cur.Image
+	}
+	switch cur.State {
+	case stateRunning:
+		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metaTime(cur.StartedAt)}
+		if prev != nil && prev.State == stateExited {
+			cs.LastTerminationState.Terminated = terminated(in, prev)
+		}
+		started = spec.StartupProbe == nil || in.Started[cur.ID]
+		switch {
+		case !started:
+		case spec.ReadinessProbe == nil:
+			cs.Ready = true
+		default:
+			cs.Ready = in.Ready[cur.ID]
+		}
+		if init {
+			// An init container is never "ready"; it runs to completion.
+			cs.Ready = false
+		}
+	case stateExited:
+		if held {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
+			cs.LastTerminationState.Terminated = terminated(in, cur)
+		} else {
+			cs.State.Terminated = terminated(in, cur)
+			if prev != nil && prev.State == stateExited {
+				cs.LastTerminationState.Terminated = terminated(in, prev)
+			}
+		}
+		if init && cur.ExitCode == 0 {
+			cs.Ready = true
+		}
+	default:
+		reason := "ContainerCreating"
+		if held {
+			reason = w.Reason
+		}
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: w.Message}
+		if prev != nil && prev.State == stateExited {
+			cs.LastTerminationState.Terminated = terminated(in, prev)
+		}
+	}
+	cs.Started = ptr(started)
+	return cs
+}
+
+func terminated(in statusInput, c *containerObs) *corev1.ContainerStateTerminated {
+	t := &corev1.ContainerStateTerminated{
+		ExitCode:    c.ExitCode,
+		Reason:      c.Reason,
+		Message:     c.Message,
+		StartedAt:   metaTime(c.StartedAt),
+		FinishedAt:  metaTime(c.FinishedAt),
+		ContainerID: in.RuntimeName + "://" + c.ID,
+	}
+	if m := in.TermMessages[c.ID]; m != "" {
+		t.Message = m
+	}
+	if t.Reason == "" {
+		t.Reason = "Error"
+		if c.ExitCode == 0 {
+			t.Reason = "Completed"
+		}
+	}
+	return t
+}
+
+func metaTime(t time.Time) metav1.Time {
+	if t.IsZero() {
+		return metav1.Time{}
+	}
+	return metav1.NewTime(t.Truncate(time.Second))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// podPhase follows the kubelet: Pending until the init containers succeed
+// and every regular container has run; Running while any runs or will be
+// restarted; Succeeded or Failed when all stopped for good. A pod being
+// deleted ends Succeeded or Failed whatever its restartPolicy.
+func podPhase(pod *corev1.Pod, initStatuses, statuses []corev1.ContainerStatus, terminating bool) corev1.PodPhase {
+	policy := restartPolicy(pod)
+	pendingInit := false
+	for _, cs := range initStatuses {
+		t := cs.State.Terminated
+		if t != nil && t.ExitCode == 0 {
+			continue
+		}
+		failed := (t != nil && t.ExitCode != 0) ||
+			(cs.State.Waiting != nil && cs.LastTerminationState.Terminated != nil && cs.LastTerminationState.Terminated.ExitCode != 0)
+		if failed && (policy == corev1.RestartPolicyNever || terminating) {
+			return corev1.PodFailed
+		}
+		pendingInit = true
+	}
+	var running, waiting, stopped, succeeded int
+	for _, cs := range statuses {
+		switch {
+		case cs.State.Running != nil:
+			running++
+		case cs.State.Terminated != nil:
+			stopped++
+			if cs.State.Terminated.ExitCode == 0 {
+				succeeded++
+			}
+		case cs.State.Waiting != nil:
+			if last := cs.LastTerminationState.Terminated; last != nil {
+				stopped++
+				if last.ExitCode == 0 && terminating {
+					succeeded++
+				}
+			} else {
+				waiting++
+			}
+		}
+	}
+	if terminating && running == 0 {
+		if stopped > 0 && stopped == succeeded && waiting == 0 && !pendingInit {
+			return corev1.PodSucceeded
+		}
+		return corev1.PodFailed
+	}
+	// A sandbox restart re-runs the init containers of a pod whose regular
+	// containers already ran; that pod does not go back to Pending.
+	if pendingInit && running == 0 && stopped == 0 {
+		return corev1.PodPending
+	}
+	switch {
+	case waiting > 0:
+		return corev1.PodPending
+	case running > 0:
+		return corev1.PodRunning
+	case stopped > 0:
+		switch policy {
+		case corev1.RestartPolicyAlways:
+			return corev1.PodRunning
+		case corev1.RestartPolicyOnFailure:
+			if stopped == succeeded {
+				return corev1.PodSucceeded
+			}
+			return corev1.PodRunning
+		default:
+			if stopped == succeeded {
+				return corev1.PodSucceeded
+			}
+			return corev1.PodFailed
+		}
+	}
+	return corev1.PodPending
+}
+
+// conditions computes the conditions the node owns and keeps the others
+// (PodScheduled, readiness gates, DisruptionTarget) from the pod.
+func conditions(in statusInput, st *corev1.PodStatus, sb *sandboxObs, initialized bool) []corev1.PodCondition {
+	pod := in.Pod
+	now := metav1.NewTime(in.Now.Truncate(time.Second))
+	prev := map[corev1.PodConditionType]corev1.PodCondition{}
+	for _, c := range pod.Status.Conditions {
+		prev[c.Type] = c
+	}
+	mk := func(t corev1.PodConditionType, ok bool, reason, msg string) corev1.PodCondition {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: pod.Generation}
+		if ok {
+			c.Status = corev1.ConditionTrue
+			c.Reason, c.Message = "", ""
+		}
+		c.LastTransitionTime = now
+		if p, found := prev[t]; found && p.Status == c.Status && !p.LastTransitionTime.IsZero() {
+			c.LastTransitionTime = p.LastTransitionTime
+		}
+		return c
+	}
+
+	sandboxOK := sb != nil && sb.Ready && (pod.Spec.HostNetwork || len(sb.IPs) > 0)
+	var notInit, notReady []string
+	for _, cs := range st.InitContainerStatuses {
+		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+			notInit = append(notInit, cs.Name)
+		}
+	}
+	for _, cs := range st.ContainerStatuses {
+		if !cs.Ready {
+			notReady = append(notReady, cs.Name)
+		}
+	}
+	var gatesNotReady []string
+	for _, g := range pod.Spec.ReadinessGates {
+		if c, ok := prev[g.ConditionType]; !ok || c.Status != corev1.ConditionTrue {
+			gatesNotReady = append(gatesNotReady, string(g.ConditionType))
+		}
+	}
+
+	var out []corev1.PodCondition
+	out = append(out, mk(corev1.PodReadyToStartContainers, sandboxOK, "", ""))
+	if st.Phase == corev1.PodSucceeded {
+		out = append(out, mk(corev1.PodInitialized, true, "", ""))
+		out = append(out, mk(corev1.PodReady, false, "PodCompleted", ""))
+		out = append(out, mk(corev1.ContainersReady, false, "PodCompleted", ""))
+	} else {
+		out = append(out, mk(corev1.PodInitialized, initialized, "ContainersNotInitialized", listMsg("containers with incomplete status", notInit)))
+		containersReady := len(notReady) == 0 && initialized && st.Phase == corev1.PodRunning
+		if !initialized || st.Phase != corev1.PodRunning {
+			// Report every regular container as not ready until it is.
+			if len(notReady) == 0 {
+				for _, cs := range st.ContainerStatuses {
+					notReady = append(notReady, cs.Name)
+				}
+			}
+		}
+		switch {
+		case !containersReady:
+			out = append(out, mk(corev1.PodReady, false, "ContainersNotReady", listMsg("containers with unready status", notReady)))
+		case len(gatesNotReady) > 0:
+			out = append(out, mk(corev1.PodReady, false, "ReadinessGatesNotReady", listMsg("corresponding condition of pod readiness gate", gatesNotReady)+" does not exist or is not True"))
+		default:
+			out = append(out, mk(corev1.PodReady, true, "", ""))
+		}
+		out = append(out, mk(corev1.ContainersReady, containersReady, "ContainersNotReady", listMsg("containers with unready status", notReady)))
+	}
+	owned := map[corev1.PodConditionType]bool{}
+	for _, c := range out {
+		owned[c.Type] = true
+	}
+	var kept []corev1.PodCondition
+	for _, c := range pod.Status.Conditions {
+		if !owned[c.Type] {
+			kept = append(kept, *c.DeepCopy())
+		}
+	}
+	if _, ok := prev[corev1.PodScheduled]; !ok {
+		kept = append(kept, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
+	}
+	sort.SliceStable(kept, func(i, j int) bool { return kept[i].Type < kept[j].Type })
+	return append(out, kept...)
+}
+
+func listMsg(prefix string, names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: [%s]", prefix, strings.Join(names, " "))
+}
+
+// qosClass classifies the pod as the API server documents: Guaranteed when
+// every container has equal CPU and memory requests and limits, BestEffort
+// when none sets any, Burstable otherwise.
+func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
+	requests := corev1.ResourceList{}
+	limits := corev1.ResourceList{}
+	zero := resource.Quantity{}
+	isGuaranteed := true
+	all := append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...)
+	for _, c := range all {
+		for name, q := range c.Resources.Requests {
+			if (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Cmp(zero) == 1 {
+				add(requests, name, q)
+			}
+		}
+		got := 0
+		for name, q := range c.Resources.Limits {
+			if (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Cmp(zero) == 1 {
+				got++
+				add(limits, name, q)
+			}
+		}
+		if got != 2 {
+			isGuaranteed = false
+		}
+	}
+	if len(requests) == 0 && len(limits) == 0 {
+		return corev1.PodQOSBestEffort
+	}
+	if isGuaranteed {
+		for name, req := range requests {
+			if l, ok := limits[name]; !ok || l.Cmp(req) != 0 {
+				isGuaranteed = false
+				break
+			}
+		}
+	}
+	if isGuaranteed && len(requests) == len(limits) {
+		return corev1.PodQOSGuaranteed
+	}
+	return corev1.PodQOSBurstable
+}
+
+func add(rl corev1.ResourceList, name corev1.ResourceName, q resource.Quantity) {
+	if cur, ok := rl[name]; ok {
+		cur.Add(q)
+		rl[name] = cur
+	} else {
+		rl[name] = q.DeepCopy()
+	}
+}

@@ -1,0 +1,221 @@
+package podruntime
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func cond(st corev1.PodStatus, t corev1.PodConditionType) corev1.PodCondition {
+	for _, c := range st.Conditions {
+		if c.Type == t {
+			return c
+		}
+	}
+	return corev1.PodCondition{}
+}
+
+func TestComputeStatus(t *testing.T) {
+	always := testPod(corev1.RestartPolicyAlways, nil, "a")
+	withProbe := always.DeepCopy()
+	withProbe.Spec.Containers[0].ReadinessProbe = &corev1.Probe{}
+	never := testPod(corev1.RestartPolicyNever, nil, "a")
+	withInit := testPod(corev1.RestartPolicyAlways, []string{"i"}, "a")
+	running := func(p *corev1.Pod) podObs {
+		return podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{ctr(p, "c1", "s1", "a", 0, stateRunning, 0, 0, 0)}}
+	}
+
+	cases := []struct {
+		name      string
+		pod       *corev1.Pod
+		obs       podObs
+		waiting   map[string]waiting
+		ready     map[string]bool
+		deleting  bool
+		phase     corev1.PodPhase
+		podReady  corev1.ConditionStatus
+		state     string // of container a: running, waiting:<reason>, terminated:<exit>
+		restarts  int32
+		lastExit  *int32
+		ctrsReady bool
+		inited    corev1.ConditionStatus
+	}{
+		{name: "nothing yet", pod: always, phase: corev1.PodPending, podReady: corev1.ConditionFalse, state: "waiting:ContainerCreating", inited: corev1.ConditionTrue},
+		{name: "running without a readiness probe is ready", pod: always, obs: running(always), phase: corev1.PodRunning, podReady: corev1.ConditionTrue, state: "running", ctrsReady: true, inited: corev1.ConditionTrue},
+		{name: "readiness probe not passed yet", pod: withProbe, obs: running(withProbe), phase: corev1.PodRunning, podReady: corev1.ConditionFalse, state: "running", inited: corev1.ConditionTrue},
+		{name: "readiness probe passed", pod: withProbe, obs: running(withProbe), ready: map[string]bool{"c1": true}, phase: corev1.PodRunning, podReady: corev1.ConditionTrue, state: "running", ctrsReady: true, inited: corev1.ConditionTrue},
+		{
+			name: "crash loop: waiting with the last termination, phase Running",
+			pod:  always,
+			obs: podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
+				ctr(always, "c2", "s1", "a", 2, stateExited, 3, time.Second, 2), ctr(always, "c1", "s1", "a", 1, stateExited, 3, time.Second, 1)}},
+			waiting: map[string]waiting{"a": {Reason: "CrashLoopBackOff"}},
+			phase:   corev1.PodRunning, podReady: corev1.ConditionFalse, state: "waiting:CrashLoopBackOff", restarts: 2, lastExit: ptr(int32(3)), inited: corev1.ConditionTrue,
+		},
+		{
+			name:  "Never, failed: Failed",
+			pod:   never,
+			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(never, "c1", "s1", "a", 0, stateExited, 1, time.Second, 0)}},
+			phase: corev1.PodFailed, podReady: corev1.ConditionFalse, state: "terminated:1", inited: corev1.ConditionTrue,
+		},
+		{
+			name:  "Never, succeeded: Succeeded",
+			pod:   never,
+			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(never, "c1", "s1", "a", 0, stateExited, 0, time.Second, 0)}},
+			phase: corev1.PodSucceeded, podReady: corev1.ConditionFalse, state: "terminated:0", inited: corev1.ConditionTrue,
+		},
+		{
+			name:  "init running: Pending, not initialized, regular container PodInitializing",
+			pod:   withInit,
+			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{ctr(withInit, "c1", "s1", "i", 0, stateRunning, 0, 0, 0)}},
+			phase: corev1.PodPending, podReady: corev1.ConditionFalse, state: "waiting:PodInitializing", inited: corev1.ConditionFalse,
+		},
+		{
+			name: "deleted Always pod stopped by SIGKILL: Failed",
+			pod:  always, deleting: true,
+			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(always, "c1", "s1", "a", 0, stateExited, 137, time.Second, 0)}},
+			phase: corev1.PodFailed, podReady: corev1.ConditionFalse, state: "terminated:137", inited: corev1.ConditionTrue,
+		},
+		{
+			name: "deleted Always pod that exited cleanly: Succeeded",
+			pod:  always, deleting: true,
+			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(always, "c1", "s1", "a", 0, stateExited, 0, time.Second, 0)}},
+			phase: corev1.PodSucceeded, podReady: corev1.ConditionFalse, state: "terminated:0", inited: corev1.ConditionTrue,
+		},
+		{
+			name: "deleted before it ever started: Failed",
+			pod:  always, deleting: true,
+			phase: corev1.PodFailed, podReady: corev1.ConditionFalse, state: "waiting:ContainerCreating", inited: corev1.ConditionTrue,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := tc.obs
+			sortObs(&obs)
+			st := computeStatus(statusInput{Pod: tc.pod, Obs: &obs, Waiting: tc.waiting, Ready: tc.ready, NodeIP: "192.0.2.1",
+				FirstSeen: t0, Now: t0.Add(time.Minute), RuntimeName: "containerd", Terminating: tc.deleting})
+			if st.Phase != tc.phase {
+				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
+			}
+			if got := cond(st, corev1.PodReady).Status; got != tc.podReady {
+				t.Errorf("Ready %s, want %s", got, tc.podReady)
+			}
+			if got := cond(st, corev1.PodInitialized).Status; got != tc.inited {
+				t.Errorf("Initialized %s, want %s", got, tc.inited)
+			}
+			cs := st.ContainerStatuses[0]
+			var state string
+			switch {
+			case cs.State.Running != nil:
+				state = "running"
+			case cs.State.Waiting != nil:
+				state = "waiting:" + cs.State.Waiting.Reason
+			case cs.State.Terminated != nil:
+				state = "terminated:" + itoa32(cs.State.Terminated.ExitCode)
+			}
+			if state != tc.state {
+				t.Errorf("container state %s, want %s", state, tc.state)
+			}
+			if cs.RestartCount != tc.restarts || cs.Ready != tc.ctrsReady {
+				t.Errorf("restarts %d ready %v, want %d %v", cs.RestartCount, cs.Ready, tc.restarts, tc.ctrsReady)
+			}
+			if tc.lastExit != nil && (cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != *tc.lastExit) {
+				t.Errorf("last state %+v, want exit %d", cs.LastTerminationState, *tc.lastExit)
+			}
+			if st.HostIP != "192.0.2.1" || cond(st, corev1.PodScheduled).Status != corev1.ConditionTrue {
+				t.Errorf("hostIP %q PodScheduled %v", st.HostIP, cond(st, corev1.PodScheduled))
+			}
+		})
+	}
+}
+
+func itoa32(i int32) string { return resource.NewQuantity(int64(i), resource.DecimalSI).String() }
+
+func TestStatusKeepsTransitionTimesAndCloudConditions(t *testing.T) {
+	p := testPod(corev1.RestartPolicyAlways, nil, "a")
+	p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: "example.com/lb"}}
+	earlier := metav1.NewTime(t0.Add(-time.Hour))
+	p.Status.Conditions = []corev1.PodCondition{
+		{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: earlier},
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: earlier},
+		{Type: "example.com/lb", Status: corev1.ConditionFalse},
+	}
+	p.Status.StartTime = &earlier
+	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{ctr(p, "c1", "s1", "a", 0, stateRunning, 0, 0, 0)}}
+	st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, RuntimeName: "containerd"})
+	if c := cond(st, corev1.ContainersReady); c.Status != corev1.ConditionTrue || !c.LastTransitionTime.Equal(&earlier) {
+		t.Fatalf("ContainersReady %+v: an unchanged condition keeps its transition time", c)
+	}
+	if c := cond(st, corev1.PodReady); c.Status != corev1.ConditionFalse || c.Reason != "ReadinessGatesNotReady" {
+		t.Fatalf("Ready %+v: a false readiness gate holds it", c)
+	}
+	if c := cond(st, "example.com/lb"); c.Status != corev1.ConditionFalse {
+		t.Fatalf("the cloud's condition was dropped: %+v", st.Conditions)
+	}
+	if !st.StartTime.Equal(&earlier) {
+		t.Fatalf("startTime %v, want the stored one", st.StartTime)
+	}
+	// A terminal phase stays terminal.
+	p.Status.Phase = corev1.PodSucceeded
+	if st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, RuntimeName: "containerd"}); st.Phase != corev1.PodSucceeded {
+		t.Fatalf("phase went from Succeeded to %s", st.Phase)
+	}
+}
+
+func TestStatusPodIPs(t *testing.T) {
+	p := testPod(corev1.RestartPolicyAlways, nil, "a")
+	down := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}}
+	p.Status.PodIPs = []corev1.PodIP{{IP: "10.0.0.9"}}
+	if st := computeStatus(statusInput{Pod: p, Obs: &down, NodeIP: "192.0.2.1", Now: t0}); st.PodIP != "10.0.0.9" {
+		t.Fatalf("a down sandbox keeps the reported IP, got %q", st.PodIP)
+	}
+	up := podObs{Sandboxes: []sandboxObs{{ID: "s2", Ready: true, IPs: []string{"10.0.0.3", "fd00::3"}}}}
+	st := computeStatus(statusInput{Pod: p, Obs: &up, NodeIP: "192.0.2.1", Now: t0})
+	if st.PodIP != "10.0.0.3" || len(st.PodIPs) != 2 || st.PodIPs[1].IP != "fd00::3" {
+		t.Fatalf("pod IPs %v", st.PodIPs)
+	}
+	p.Spec.HostNetwork = true
+	if st := computeStatus(statusInput{Pod: p, Obs: &up, NodeIP: "192.0.2.1", Now: t0}); st.PodIP != "192.0.2.1" {
+		t.Fatalf("hostNetwork pod IP %q", st.PodIP)
+	}
+}
+
+func TestQOSClass(t *testing.T) {
+	q := resource.MustParse
+	rl := func(cpu, mem string) corev1.ResourceList {
+		out := corev1.ResourceList{}
+		if cpu != "" {
+			out[corev1.ResourceCPU] = q(cpu)
+		}
+		if mem != "" {
+			out[corev1.ResourceMemory] = q(mem)
+		}
+		return out
+	}
+	cases := []struct {
+		name       string
+		containers []corev1.ResourceRequirements
+		want       corev1.PodQOSClass
+	}{
+		{"nothing set", []corev1.ResourceRequirements{{}}, corev1.PodQOSBestEffort},
+		{"equal requests and limits", []corev1.ResourceRequirements{{Requests: rl("1", "1Gi"), Limits: rl("1", "1Gi")}}, corev1.PodQOSGuaranteed},
+		{"limits only (requests default to them)", []corev1.ResourceRequirements{{Requests: rl("500m", "64Mi"), Limits: rl("500m", "64Mi")}}, corev1.PodQOSGuaranteed},
+		{"requests below limits", []corev1.ResourceRequirements{{Requests: rl("100m", "64Mi"), Limits: rl("1", "64Mi")}}, corev1.PodQOSBurstable},
+		{"memory limit only", []corev1.ResourceRequirements{{Limits: rl("", "64Mi"), Requests: rl("", "64Mi")}}, corev1.PodQOSBurstable},
+		{"one guaranteed, one best-effort", []corev1.ResourceRequirements{{Requests: rl("1", "1Gi"), Limits: rl("1", "1Gi")}, {}}, corev1.PodQOSBurstable},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &corev1.Pod{}
+			for i, r := range tc.containers {
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: string(rune('a' + i)), Resources: r})
+			}
+			if got := qosClass(p); got != tc.want {
+				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
