@@ -115,7 +115,7 @@ func TestDeliversInOrderInBatches(t *testing.T) {
 	s.block = false
 	s.mu.Unlock()
 	w.Enqueue(samples(7)...)
-	eventually(t, "7 samples delivered", func() bool { return len(s.values()) == 7 })
+	eventually(t, "7 samples delivered", func() bool { return w.Status().Written == 7 })
 	s.mu.Lock()
 	sizes := []int{}
 	for _, b := range s.batches {
@@ -188,7 +188,7 @@ func TestRetriesWithBackoffThenSucceeds(t *testing.T) {
 	eventually(t, "second backoff timer", fc.HasWaiters)
 	fc.Step(2 * time.Second) // doubled
 	waitCalls(t, s, 1)
-	eventually(t, "delivery", func() bool { return len(s.values()) == 2 })
+	eventually(t, "delivery", func() bool { return w.Status().Written == 2 })
 	st := w.Status()
 	if st.Written != 2 || st.WriteErrors != 2 || st.Failed != 0 || !st.Healthy {
 		t.Errorf("status %+v: want 2 written after 2 errors, healthy", st)

@@ -1,0 +1,365 @@
+package mapper
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
+)
+
+// testEdge is a DeviceManagerService like the edge's, recording calls.
+type testEdge struct {
+	dmi.UnimplementedDeviceManagerServiceServer
+	mu        sync.Mutex
+	models    []*dmi.DeviceModel
+	devices   []*dmi.Device
+	registers []*dmi.MapperInfo
+	twins     []*dmi.ReportDeviceStatusRequest
+	states    []*dmi.ReportDeviceStatesRequest
+	srv       *grpc.Server
+}
+
+func (e *testEdge) MapperRegister(_ context.Context, req *dmi.MapperRegisterRequest) (*dmi.MapperRegisterResponse, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if req.GetMapper().GetProtocol() == "" {
+		return nil, status.Error(codes.InvalidArgument, "protocol required")
+	}
+	e.registers = append(e.registers, req.GetMapper())
+	if !req.GetWithData() {
+		return &dmi.MapperRegisterResponse{}, nil
+	}
+	return &dmi.MapperRegisterResponse{ModelList: e.models, DeviceList: e.devices}, nil
+}
+
+func (e *testEdge) ReportDeviceStatus(_ context.Context, req *dmi.ReportDeviceStatusRequest) (*dmi.ReportDeviceStatusResponse, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(req.GetReportedDevice().GetTwins()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "no twins")
+	}
+	e.twins = append(e.twins, req)
+	return &dmi.ReportDeviceStatusResponse{}, nil
+}
+
+func (e *testEdge) ReportDeviceStates(_ context.Context, req *dmi.ReportDeviceStatesRequest) (*dmi.ReportDeviceStatesResponse, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.states = append(e.states, req)
+	return &dmi.ReportDeviceStatesResponse{}, nil
+}
+
+// lastTwin returns the latest reported twin of a property.
+func (e *testEdge) lastTwin(prop string) *dmi.Twin {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := len(e.twins) - 1; i >= 0; i-- {
+		for _, tw := range e.twins[i].GetReportedDevice().GetTwins() {
+			if tw.GetPropertyName() == prop {
+				return tw
+			}
+		}
+	}
+	return nil
+}
+
+func (e *testEdge) lastState() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.states) == 0 {
+		return ""
+	}
+	return e.states[len(e.states)-1].GetState()
+}
+
+func (e *testEdge) registerCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.registers)
+}
+
+func (e *testEdge) serve(t *testing.T, socket string) {
+	t.Helper()
+	lis, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = grpc.NewServer()
+	dmi.RegisterDeviceManagerServiceServer(e.srv, e)
+	go func() { _ = e.srv.Serve(lis) }()
+}
+
+func (e *testEdge) stop() { e.srv.Stop() }
+
+// shortDir is a temporary directory with a path short enough for Unix
+// socket names (108 bytes).
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+type running struct {
+	m      *Mapper
+	edge   *testEdge
+	driver *fakeDriver
+	dir    string
+	base   string // REST base URL
+	client dmi.DeviceMapperServiceClient
+	done   chan error
+}
+
+func startMapper(t *testing.T, devices ...*dmi.Device) *running {
+	t.Helper()
+	dir := shortDir(t)
+	edge := &testEdge{models: []*dmi.DeviceModel{testModel()}, devices: devices}
+	edge.serve(t, filepath.Join(dir, "dmi.sock"))
+	t.Cleanup(edge.stop)
+	d := newFakeDriver()
+	d.set("temperature", float32(21.5))
+	d.set("setpoint", int64(0))
+	d.set("power", true)
+	cfg := Config{
+		Name: "fake-mapper", Protocol: "fake", Version: "v1.2.3",
+		EdgeSocket: filepath.Join(dir, "dmi.sock"), Socket: filepath.Join(dir, "mapper.sock"),
+		REST:  RESTConfig{Address: "127.0.0.1:0"},
+		Sinks: SinkConfig{RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+	}
+	m, err := New(cfg, d, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{m: m, edge: edge, driver: d, dir: dir, done: make(chan error, 1)}
+	go func() { r.done <- m.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("mapper: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("mapper did not stop")
+		}
+	})
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	defer acancel()
+	addr, err := m.RESTAddr(actx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.base = "http://" + addr.String()
+	cc, err := grpc.NewClient("unix://"+cfg.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	r.client = dmi.NewDeviceMapperServiceClient(cc)
+	return r
+}
+
+func TestDMIRoundTrip(t *testing.T) {
+	r := startMapper(t, testDevice(t, 100))
+	eventually(t, "registration", func() bool { return r.edge.registerCount() == 1 })
+	info := r.edge.registers[0]
+	if info.GetName() != "fake-mapper" || info.GetProtocol() != "fake" || info.GetVersion() != "v1.2.3" || info.GetApiVersion() != "v1beta1" || string(info.GetAddress()) != filepath.Join(r.dir, "mapper.sock") {
+		t.Errorf("MapperInfo = %v", info)
+	}
+	eventually(t, "twins of every property", func() bool {
+		return r.edge.lastTwin("temperature").GetReported().GetValue() == "21.5" &&
+			r.edge.lastTwin("power").GetReported().GetValue() == "true" &&
+			r.edge.lastTwin("setpoint").GetReported().GetValue() == "30"
+	})
+	if od := r.edge.lastTwin("setpoint").GetObservedDesired().GetValue(); od != "30" {
+		t.Errorf("observedDesired = %q, want the applied desired value 30", od)
+	}
+	eventually(t, "state ok", func() bool { return r.edge.lastState() == StateOK })
+
+	// A desired change through UpdateDevice: written without reconnecting.
+	ctx := context.Background()
+	d2 := testDevice(t, 100)
+	d2.Spec.Properties[1].Desired.Value = "55"
+	if _, err := r.client.UpdateDevice(ctx, &dmi.UpdateDeviceRequest{Device: d2}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "new desired value reported", func() bool {
+		tw := r.edge.lastTwin("setpoint")
+		return tw.GetReported().GetValue() == "55" && tw.GetObservedDesired().GetValue() == "55"
+	})
+	if c, cl, _ := r.driver.counts(); c != 1 || cl != 0 {
+		t.Errorf("desired write reconnected the device: %d connects, %d closes", c, cl)
+	}
+
+	got, err := r.client.GetDevice(ctx, &dmi.GetDeviceRequest{DeviceName: "thermo", DeviceNamespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got.GetDevice().GetStatus().GetTwins()); n != 3 {
+		t.Errorf("GetDevice returned %d twins, want 3", n)
+	}
+
+	wrong := testDevice(t, 100)
+	wrong.Spec.Protocol.ProtocolName = "opcua"
+	if _, err := r.client.RegisterDevice(ctx, &dmi.RegisterDeviceRequest{Device: wrong}); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), `serves "fake"`) {
+		t.Errorf("RegisterDevice with another protocol: %v", err)
+	}
+
+	// A device whose model arrives later starts when it does.
+	late := testDevice(t, 100)
+	late.Name, late.Spec.DeviceModelReference = "late", "late-model"
+	if _, err := r.client.RegisterDevice(ctx, &dmi.RegisterDeviceRequest{Device: late}); err != nil {
+		t.Fatal(err)
+	}
+	lateModel := testModel()
+	lateModel.Name = "late-model"
+	if _, err := r.client.CreateDeviceModel(ctx, &dmi.CreateDeviceModelRequest{Model: lateModel}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "late device reporting", func() bool {
+		r.edge.mu.Lock()
+		defer r.edge.mu.Unlock()
+		for _, tw := range r.edge.twins {
+			if tw.GetDeviceName() == "late" {
+				return true
+			}
+		}
+		return false
+	})
+
+	if _, err := r.client.RemoveDevice(ctx, &dmi.RemoveDeviceRequest{DeviceName: "late", DeviceNamespace: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.client.GetDevice(ctx, &dmi.GetDeviceRequest{DeviceName: "late", DeviceNamespace: "default"}); status.Code(err) != codes.NotFound {
+		t.Errorf("GetDevice of a removed device: %v", err)
+	}
+}
+
+func TestReRegistersWhenTheEdgeRestarts(t *testing.T) {
+	r := startMapper(t, testDevice(t, 100))
+	eventually(t, "first report", func() bool { return r.edge.lastTwin("temperature") != nil })
+	r.edge.stop()
+	// A new edge process on the same socket, knowing nothing yet.
+	edge2 := &testEdge{models: []*dmi.DeviceModel{testModel()}, devices: []*dmi.Device{testDevice(t, 100)}}
+	sock := filepath.Join(r.dir, "dmi.sock")
+	os.Remove(sock)
+	edge2.serve(t, sock)
+	t.Cleanup(edge2.stop)
+	eventually(t, "registration with the new edge", func() bool { return edge2.registerCount() == 1 })
+	// Unchanged values are sent again: the new edge has none.
+	eventually(t, "values re-sent", func() bool { return edge2.lastTwin("temperature").GetReported().GetValue() == "21.5" })
+	if c, _, _ := r.driver.counts(); c != 1 {
+		t.Errorf("an edge restart reconnected the device (%d connects)", c)
+	}
+}
+
+func httpDo(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%s %s: not JSON: %s", method, url, b)
+	}
+	return resp.StatusCode, out
+}
+
+func TestRESTAPI(t *testing.T) {
+	r := startMapper(t, testDevice(t, 100))
+	eventually(t, "device ok and desired value applied", func() bool {
+		return r.edge.lastState() == StateOK && r.edge.lastTwin("setpoint").GetObservedDesired().GetValue() == "30"
+	})
+	dev := r.base + "/api/v1/device/default/thermo"
+	meth := r.base + "/api/v1/devicemethod/default/thermo"
+
+	code, body := httpDo(t, "GET", dev+"/temperature", "")
+	if data, _ := body["Data"].(map[string]any); code != 200 || data["value"] != "21.5" || data["type"] != "float" {
+		t.Errorf("read temperature: %d %v", code, body)
+	}
+	if code, _ := httpDo(t, "GET", dev+"/nope", ""); code != 404 {
+		t.Errorf("unknown property: %d", code)
+	}
+	code, body = httpDo(t, "GET", meth, "")
+	if list, _ := body["Data"].([]any); code != 200 || len(list) != 2 {
+		t.Errorf("list methods: %d %v", code, body)
+	}
+
+	tests := []struct {
+		name, method, url, body string
+		code                    int
+		msg                     string
+		want                    any // setpoint on the device afterwards
+	}{
+		{"post JSON", "POST", meth + "/SetPoint/setpoint", `{"value": "55"}`, 200, "", int64(55)},
+		{"put bare", "PUT", meth + "/SetPoint/setpoint", `56`, 200, "", int64(56)},
+		{"upstream path form", "PUT", meth + "/SetPoint/setpoint/57", ``, 200, "", int64(57)},
+		{"write via GET", "GET", meth + "/SetPoint/setpoint/58", ``, 405, "writes use POST or PUT", int64(57)},
+		{"out of range", "POST", meth + "/SetPoint/setpoint", `{"value": 500}`, 400, "500 is above the maximum 100; nothing was written", int64(57)},
+		{"not a number", "POST", meth + "/SetPoint/setpoint", `warm`, 400, `"warm" is not an integer`, int64(57)},
+		{"read-only", "POST", meth + "/Temp/temperature", `{"value": "30"}`, 403, "ReadOnly", int64(57)},
+		{"property not in method", "POST", meth + "/SetPoint/power", `true`, 400, "does not write property", int64(57)},
+		{"unknown method", "POST", meth + "/Boil/setpoint", `1`, 404, `no method "Boil"`, int64(57)},
+		{"unknown device", "POST", r.base + "/api/v1/devicemethod/default/ghost/SetPoint/setpoint", `1`, 404, "not served", int64(57)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := httpDo(t, tt.method, tt.url, tt.body)
+			if code != tt.code || (tt.msg != "" && !strings.Contains(fmt.Sprint(body["message"]), tt.msg)) {
+				t.Errorf("%s %s: %d %v; want %d with %q", tt.method, tt.url, code, body, tt.code, tt.msg)
+			}
+			r.driver.mu.Lock()
+			got := r.driver.values["setpoint"]
+			r.driver.mu.Unlock()
+			if got != tt.want {
+				t.Errorf("setpoint on the device = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if _, _, w := r.driver.counts(); fmt.Sprint(w) != "[setpoint=30 setpoint=55 setpoint=56 setpoint=57]" {
+		t.Errorf("device writes %v", w)
+	}
+
+	code, body = httpDo(t, "GET", r.base+"/api/v1/health", "")
+	data, _ := body["Data"].(map[string]any)
+	if mp, _ := data["mapper"].(map[string]any); code != 200 || mp["registered"] != true || data["healthy"] != true {
+		t.Errorf("health: %d %v", code, body)
+	}
+	resp, err := http.Get(r.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, series := range []string{"verge_mapper_reads_total", `verge_mapper_sink_samples_total{result="written",sink="cloud-twin"}`, "verge_mapper_dmi_registered 1"} {
+		if !strings.Contains(string(b), series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+}
