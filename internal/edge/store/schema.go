@@ -126,7 +126,7 @@ func applyMigration(ctx context.Context, c conn, m migration, now time.Time) (er
 	}
 	defer func() {
 		if err != nil {
-			if _, rerr := c.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+			if rerr := rollback(ctx, c); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("rolling back: %w", rerr))
 			}
 		}

@@ -261,26 +261,14 @@ func createAndLock(path string) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the edge store directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	fi, err := os.Stat(path)
+	var f *os.File
 	switch {
+	case err == nil && !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%w: edge store %s is not a regular file; point the data directory elsewhere", ErrInvalid, path)
 	case err == nil:
-		if err := syncDir(dir); err != nil {
-			f.Close()
-			return nil, err
-		}
-	case errors.Is(err, fs.ErrExist):
-		f, err = os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
+		if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
 			return nil, fmt.Errorf("opening edge store %s: %w", path, err)
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("opening edge store %s: %w", path, err)
-		}
-		if !fi.Mode().IsRegular() {
-			f.Close()
-			return nil, fmt.Errorf("%w: edge store %s is not a regular file; point the data directory elsewhere", ErrInvalid, path)
 		}
 		// The store holds Secrets: nobody but verge-edge may read it.
 		if fi.Mode().Perm()&0o077 != 0 {
@@ -289,8 +277,16 @@ func createAndLock(path string) (*os.File, error) {
 				return nil, fmt.Errorf("restricting edge store %s to mode 0600: %w", path, err)
 			}
 		}
+	case errors.Is(err, fs.ErrNotExist):
+		if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			return nil, fmt.Errorf("creating edge store %s: %w", path, err)
+		}
+		if err := syncDir(dir); err != nil {
+			f.Close()
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("creating edge store %s: %w", path, err)
+		return nil, fmt.Errorf("opening edge store %s: %w", path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
@@ -327,6 +323,14 @@ func (s *Store) dsn(extra ...string) string {
 }
 
 func (s *Store) open(ctx context.Context) error {
+	// Check before anything writes: switching to WAL, migrating, or even
+	// closing a writable connection (which checkpoints the WAL into the
+	// main file and deletes it) would modify a damaged file. The check runs
+	// on a read-only connection.
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+
 	// The writer: one connection, held for the store's lifetime. FULL makes
 	// each commit fsync the WAL before returning (see docs/edge-store.md
 	// for why we do not relax this as KubeEdge's PR #2271 did).
@@ -345,16 +349,7 @@ func (s *Store) open(ctx context.Context) error {
 	s.sc = &stmtConn{c: s.wconn, stmts: map[string]*sql.Stmt{}}
 	s.w = s.sc
 	if s.opts.wrapWriter != nil {
-		s.w = s.opts.wrapWriter(s.wconn)
-	}
-
-	// Check before anything writes: switching to WAL or migrating would
-	// modify a damaged file.
-	if err := s.checkIntegrity(ctx); err != nil {
-		return err
-	}
-	if err := s.checkOwner(ctx); err != nil {
-		return err
+		s.w = s.opts.wrapWriter(s.sc)
 	}
 	var mode string
 	if err := queryRow(ctx, s.wconn, "PRAGMA journal_mode=WAL", nil, &mode); err != nil {
@@ -398,10 +393,36 @@ func (s *Store) open(ctx context.Context) error {
 	return nil
 }
 
+// check opens the file read-only (as a file: URI with mode=ro, so that
+// SQLite neither writes nor checkpoints it) and runs the integrity and
+// ownership checks.
+func (s *Store) check(ctx context.Context) error {
+	u := url.URL{Scheme: "file", Path: s.path}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", s.opts.BusyTimeout.Milliseconds()))
+	u.RawQuery = q.Encode()
+	c, err := sqlite.NewConnector(u.String())
+	if err != nil {
+		return fmt.Errorf("edge store %s: %w", s.path, err)
+	}
+	db := sql.OpenDB(c)
+	defer func() { _ = db.Close() }()
+	rc, err := db.Conn(ctx)
+	if err != nil {
+		return s.classify(fmt.Errorf("opening edge store %s: %w", s.path, err))
+	}
+	defer func() { _ = rc.Close() }() // read-only; nothing to lose
+	if err := s.checkIntegrity(ctx, rc); err != nil {
+		return err
+	}
+	return s.checkOwner(ctx, rc)
+}
+
 // checkIntegrity runs PRAGMA quick_check (every page and index entry is
 // read and checked for consistency; O(size), fine for a node's store).
-func (s *Store) checkIntegrity(ctx context.Context) error {
-	rows, err := s.wconn.QueryContext(ctx, "PRAGMA quick_check(20)")
+func (s *Store) checkIntegrity(ctx context.Context, c *sql.Conn) error {
+	rows, err := c.QueryContext(ctx, "PRAGMA quick_check(20)")
 	if err != nil {
 		return s.classify(fmt.Errorf("checking edge store %s: %w", s.path, err))
 	}
@@ -427,9 +448,9 @@ func (s *Store) checkIntegrity(ctx context.Context) error {
 
 // checkOwner refuses an SQLite file that belongs to another application,
 // so that a mistyped path never gets our tables added to it.
-func (s *Store) checkOwner(ctx context.Context) error {
+func (s *Store) checkOwner(ctx context.Context, c *sql.Conn) error {
 	var app int64
-	if err := queryRow(ctx, s.wconn, "PRAGMA application_id", nil, &app); err != nil {
+	if err := queryRow(ctx, c, "PRAGMA application_id", nil, &app); err != nil {
 		return s.classify(fmt.Errorf("reading edge store %s: %w", s.path, err))
 	}
 	if app == applicationID {
@@ -439,7 +460,7 @@ func (s *Store) checkOwner(ctx context.Context) error {
 		return &CorruptError{Path: s.path, Detail: fmt.Sprintf("the file is an SQLite database of another application (application_id %#x)", app)}
 	}
 	var tables int
-	if err := queryRow(ctx, s.wconn, "SELECT count(*) FROM sqlite_schema", nil, &tables); err != nil {
+	if err := queryRow(ctx, c, "SELECT count(*) FROM sqlite_schema", nil, &tables); err != nil {
 		return s.classify(fmt.Errorf("reading edge store %s: %w", s.path, err))
 	}
 	if tables > 0 {
@@ -577,12 +598,21 @@ func (s *Store) runTx(tx *writeTx, fn func(tx *writeTx) error) error {
 }
 
 func (s *Store) rollback(tx *writeTx) {
-	// Rollback fails harmlessly with "no transaction is active" when SQLite
-	// already rolled back; anything else leaves the connection unusable,
-	// which the next BEGIN reports.
-	if _, err := tx.c.ExecContext(context.WithoutCancel(tx.ctx), "ROLLBACK"); err != nil && !strings.Contains(err.Error(), "no transaction is active") {
+	// A failed rollback leaves the connection inside the transaction; the
+	// next BEGIN then fails, and its own rollback tries again.
+	if err := rollback(tx.ctx, tx.c); err != nil {
 		s.log.Warn("edge store rollback failed", "err", err)
 	}
+}
+
+// rollback ends the open transaction, if any. SQLite has already rolled
+// back after some failures; "no transaction is active" is then expected.
+func rollback(ctx context.Context, c conn) error {
+	_, err := c.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	if err != nil && strings.Contains(err.Error(), "no transaction is active") {
+		return nil
+	}
+	return err
 }
 
 // compact drops changes beyond the retention window.
