@@ -309,9 +309,9 @@ func storedRestartCount(pod *corev1.Pod, name string, init bool) (uint32, bool) 
 }
 
 // gc removes what the pod no longer needs: of each container name, every
-// exited container but the newest (the newest gives lastState and
-// `kubectl logs --previous`); containers of names the spec does not have;
-// and old sandboxes that are down and empty.
+// container but the newest and the newest exited one (which gives lastState
+// and `kubectl logs --previous`); containers of names the spec does not
+// have; and old sandboxes that are down and empty.
 func gc(a *podActions, pod *corev1.Pod, obs *podObs) {
 	known := map[string]bool{}
 	for _, c := range pod.Spec.InitContainers {
@@ -324,18 +324,25 @@ func gc(a *podActions, pod *corev1.Pod, obs *podObs) {
 	for _, k := range a.Kill {
 		killing[k.ContainerID] = true
 	}
-	seen := map[string]bool{}
+	// Per name: the newest container (whatever its state) and the newest
+	// exited one stay.
+	newest := map[string]bool{}
+	newestExited := map[string]bool{}
 	removed := map[string]bool{}
 	for _, c := range obs.Containers {
-		first := !seen[c.Name]
-		seen[c.Name] = true
+		keepNewest := !newest[c.Name]
+		newest[c.Name] = true
 		if c.State == stateRunning {
 			if !known[c.Name] && !killing[c.ID] {
 				a.Kill = append(a.Kill, killAction{ContainerID: c.ID, Name: c.Name})
 			}
 			continue
 		}
-		if (first && known[c.Name]) || c.State == stateUnknown {
+		keepExited := c.State == stateExited && !newestExited[c.Name]
+		if c.State == stateExited {
+			newestExited[c.Name] = true
+		}
+		if (known[c.Name] && (keepNewest || keepExited)) || c.State == stateUnknown {
 			continue
 		}
 		a.RemoveContainers = append(a.RemoveContainers, c.ID)

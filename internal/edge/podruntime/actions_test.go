@@ -251,10 +251,19 @@ func TestComputeActions(t *testing.T) {
 			want: summary{Stop: []string{"s1"}},
 		},
 		{
-			name: "an old dead sandbox with no containers left is removed",
+			name: "the newest exited container stays beside the running one (lastState)",
 			pod:  always,
 			obs: podObs{Sandboxes: []sandboxObs{sbx("s2", 1, true), sbx("s1", 0, false)}, Containers: []containerObs{
 				ctr(always, "c3", "s2", "a", 1, stateRunning, 0, 0, 0), ctr(always, "c4", "s2", "b", 1, stateRunning, 0, 0, 0),
+				ctr(always, "c1", "s1", "a", 0, stateExited, 0, time.Second, 0)}},
+			want: summary{},
+		},
+		{
+			name: "older exited containers go, and then their empty dead sandbox",
+			pod:  always,
+			obs: podObs{Sandboxes: []sandboxObs{sbx("s2", 1, true), sbx("s1", 0, false)}, Containers: []containerObs{
+				ctr(always, "c5", "s2", "a", 2, stateRunning, 0, 0, 0), ctr(always, "c4", "s2", "b", 1, stateRunning, 0, 0, 0),
+				ctr(always, "c3", "s2", "a", 1, stateExited, 1, time.Second, 1),
 				ctr(always, "c1", "s1", "a", 0, stateExited, 0, time.Second, 0)}},
 			want: summary{Remove: []string{"c1"}, RemoveSB: []string{"s1"}},
 		},

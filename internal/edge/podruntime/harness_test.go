@@ -161,7 +161,7 @@ type env struct {
 	node   *containerdtest.Node
 }
 
-func newEnv(t *testing.T, prefix string) *env {
+func newEnv(t testing.TB, prefix string) *env {
 	t.Helper()
 	reg := containerdtest.StartRegistry(t)
 	images, err := containerdtest.PushTestImages(reg, t.TempDir())
@@ -197,7 +197,7 @@ func runtimeConfig(t *testing.T, e *env, name string) podruntime.Config {
 }
 
 // startRuntime runs a pod runtime until the test ends (or stop).
-func startRuntime(t *testing.T, cfg podruntime.Config, src *memSource, sink *recSink) *node {
+func startRuntime(t testing.TB, cfg podruntime.Config, src *memSource, sink *recSink) *node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Metrics = reg
@@ -246,7 +246,7 @@ func (n *node) add(p *corev1.Pod) {
 }
 
 // waitStatus polls the sink until cond holds for the pod's status.
-func waitStatus(t *testing.T, s *recSink, uid types.UID, timeout time.Duration, what string, cond func(corev1.PodStatus) bool) corev1.PodStatus {
+func waitStatus(t testing.TB, s *recSink, uid types.UID, timeout time.Duration, what string, cond func(corev1.PodStatus) bool) corev1.PodStatus {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

@@ -58,15 +58,15 @@ func TestPods(t *testing.T) {
 			t.Fatalf("container status: %+v", cs)
 		}
 		// Serving, but not ready: the probe fails until /data/ready exists.
-		resp, err := http.Get("http://" + net(st.PodIP) + ":8080/")
-		if err != nil {
-			t.Fatalf("the pod does not answer on its IP: %v", err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(body), "hello from web") {
-			t.Fatalf("unexpected answer %q", body)
-		}
+		waitFor(t, 20*time.Second, "the pod to answer on its IP", func() (bool, string) {
+			resp, err := http.Get("http://" + net(st.PodIP) + ":8080/")
+			if err != nil {
+				return false, err.Error()
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return strings.Contains(string(body), "hello from web"), string(body)
+		})
 		time.Sleep(2 * time.Second)
 		if st, _ := n.sink.get(p.UID); condition(st, corev1.PodReady) != corev1.ConditionFalse || st.ContainerStatuses[0].Ready {
 			t.Fatalf("Ready before the readiness probe passed: %s", describe(st))
