@@ -70,3 +70,14 @@ func TestPullBackoff(t *testing.T) {
 		t.Fatalf("%+v", b)
 	}
 }
+
+func TestRotatedToDelete(t *testing.T) {
+	files := []string{"0.log.20260101-120003.000000000", "0.log.20260101-120001.000000000", "0.log.20260101-120002.000000000"}
+	got := rotatedToDelete(files, 2)
+	if len(got) != 1 || got[0] != "0.log.20260101-120001.000000000" {
+		t.Fatalf("deletes %v, want the oldest only", got)
+	}
+	if got := rotatedToDelete(files, 3); got != nil {
+		t.Fatalf("deletes %v with room for all", got)
+	}
+}

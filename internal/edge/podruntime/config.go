@@ -51,6 +51,11 @@ type Config struct {
 	CrashLoopBackOff BackoffPolicy
 	// ImagePullBackOff bounds retry delays of failed pulls; same defaults.
 	ImagePullBackOff BackoffPolicy
+	// ContainerLogMaxSize is the size at which a container's log is
+	// rotated (default 10 MiB); ContainerLogMaxFiles counts the files kept
+	// per container, the current one included (default 5).
+	ContainerLogMaxSize  int64
+	ContainerLogMaxFiles int
 	// Allocatable is what resourceFieldRef reports for a limit the
 	// container does not set; default: the host's CPUs and memory.
 	Allocatable corev1.ResourceList
@@ -103,6 +108,12 @@ func withDefaults(c Config) Config {
 	}
 	c.CrashLoopBackOff = c.CrashLoopBackOff.withDefaults()
 	c.ImagePullBackOff = c.ImagePullBackOff.withDefaults()
+	if c.ContainerLogMaxSize <= 0 {
+		c.ContainerLogMaxSize = defaultLogMaxSize
+	}
+	if c.ContainerLogMaxFiles <= 0 {
+		c.ContainerLogMaxFiles = defaultLogMaxFiles
+	}
 	if c.Allocatable == nil {
 		c.Allocatable = hostAllocatable()
 	}
@@ -130,6 +141,9 @@ func (c Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.CgroupParent, "/") || c.CgroupParent == "/" || strings.Contains(c.CgroupParent, "..") {
 		return bad("pod runtime: CgroupParent %q must be an absolute cgroup path below the root, e.g. /verge/%s", c.CgroupParent, c.NodeName)
+	}
+	if c.ContainerLogMaxFiles < 2 {
+		return bad("pod runtime: ContainerLogMaxFiles must be at least 2 (the current log and one rotated), got %d", c.ContainerLogMaxFiles)
 	}
 	for _, ip := range c.ClusterDNS {
 		if _, err := netip.ParseAddr(ip); err != nil {

@@ -27,8 +27,35 @@ import (
 func TestPods(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "pods")
-	n := startRuntime(t, runtimeConfig(t, e, "edge-pods"), newSource(), newSink())
+	cfg := runtimeConfig(t, e, "edge-pods")
+	cfg.ContainerLogMaxSize, cfg.ContainerLogMaxFiles = 256<<10, 3
+	n := startRuntime(t, cfg, newSource(), newSink())
 	c := dialCRI(t, e)
+
+	t.Run("container logs are rotated", func(t *testing.T) {
+		t.Parallel()
+		p := n.pod("chatty", corev1.Container{Name: "spam", Image: e.images.App, Args: []string{"spam"}})
+		n.add(p)
+		waitStatus(t, n.sink, p.UID, 60*time.Second, "Running", running)
+		dir := filepath.Join(cfg.PodLogDir, "default_chatty_"+string(p.UID), "spam")
+		waitFor(t, 30*time.Second, "rotated logs", func() (bool, string) {
+			files, _ := filepath.Glob(filepath.Join(dir, "0.log.*"))
+			return len(files) >= 2, fmt.Sprint(files)
+		})
+		files, _ := filepath.Glob(filepath.Join(dir, "*"))
+		if len(files) > 3+1 { // a rotation may be under way between rename and clean-up
+			t.Fatalf("%d log files kept, want at most 3: %v", len(files), files)
+		}
+		if info, err := os.Stat(filepath.Join(dir, "0.log")); err != nil || info.Size() > 64<<20 {
+			t.Fatalf("current log: %v %v", info, err)
+		}
+		n.src.deletePod(p.UID)
+		n.rt.Trigger()
+		waitFor(t, 30*time.Second, "the log directory to go with the pod", func() (bool, string) {
+			_, err := os.Stat(dir)
+			return os.IsNotExist(err), fmt.Sprint(err)
+		})
+	})
 
 	t.Run("web pod runs with an IP and readiness gates Ready", func(t *testing.T) {
 		t.Parallel()

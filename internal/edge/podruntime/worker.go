@@ -192,6 +192,7 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 	}
 	w.report(pod, obs, waitingNow, false)
 	w.ensureProbes(ctx, pod, obs)
+	w.rotateLogs(ctx, pod, obs)
 
 	next = acts.RequeueAt
 	soonest := func(t time.Time) {
@@ -295,7 +296,7 @@ func (w *podWorker) execute(ctx, sctx context.Context, pod *corev1.Pod, obs *pod
 			continue
 		}
 		if c := byID[id]; c != nil {
-			os.Remove(filepath.Join(podLogDir(r.cfg.PodLogDir, pod), c.Name, fmt.Sprintf("%d.log", c.Attempt)))
+			removeContainerLogs(containerLogPath(r.cfg.PodLogDir, pod, c.Name, c.Attempt))
 			if c.TermMsgPath != "" && strings.HasPrefix(c.TermMsgPath, r.volumes.podDir(pod.UID)+"/") {
 				os.Remove(c.TermMsgPath)
 			}
@@ -401,6 +402,10 @@ func (w *podWorker) startContainer(ctx, sctx context.Context, pod *corev1.Pod, s
 	r := w.rt
 	spec, _ := specOf(pod, s.Name)
 	if spec == nil {
+		return false
+	}
+	if s.Init && spec.RestartPolicy != nil && *spec.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+		w.configFailed(s.Name, configErrorf("init container %s has restartPolicy Always (a sidecar); sidecar containers are not supported at the edge yet: run it as a regular container", s.Name))
 		return false
 	}
 	image, err := w.ensureImage(sctx, pod, spec, sbCfg)
@@ -792,7 +797,7 @@ func (w *podWorker) terminationMessage(pod *corev1.Pod, c *containerObs) string 
 	if spec == nil || spec.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError || c.ExitCode == 0 {
 		return ""
 	}
-	return logTail(filepath.Join(podLogDir(w.rt.cfg.PodLogDir, pod), c.Name, fmt.Sprintf("%d.log", c.Attempt)), 80, 2048)
+	return logTail(containerLogPath(w.rt.cfg.PodLogDir, pod, c.Name, c.Attempt), 80, 2048)
 }
 
 // logTail returns the message part of the last lines of a CRI log file

@@ -6,6 +6,7 @@
 //	                           -ready-file exists, if given)
 //	crash [-after D] [-code N] print, write a termination message, exit N
 //	sleep                      sleep until SIGTERM
+//	spam                       print 1 KiB lines as fast as a 1 ms tick allows
 //	exit N                     exit with status N at once
 //	env                        print the environment, sorted
 //	cat FILE...                print files
@@ -20,6 +21,7 @@ import (
 	"os/signal"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -47,6 +49,14 @@ func main() {
 		os.Exit(*code)
 	case "sleep":
 		waitSignal()
+	case "spam":
+		line := strings.Repeat("x", 1023)
+		for i := 0; ; i++ {
+			fmt.Println(line)
+			if i%8 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
 	case "exit":
 		n, _ := strconv.Atoi(args[0])
 		os.Exit(n)
