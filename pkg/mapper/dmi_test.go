@@ -5,122 +5,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
+	"github.com/verge-edge/verge/pkg/mapper/dmitest"
 )
-
-// testEdge is a DeviceManagerService like the edge's, recording calls.
-type testEdge struct {
-	dmi.UnimplementedDeviceManagerServiceServer
-	mu        sync.Mutex
-	models    []*dmi.DeviceModel
-	devices   []*dmi.Device
-	registers []*dmi.MapperInfo
-	twins     []*dmi.ReportDeviceStatusRequest
-	states    []*dmi.ReportDeviceStatesRequest
-	srv       *grpc.Server
-}
-
-func (e *testEdge) MapperRegister(_ context.Context, req *dmi.MapperRegisterRequest) (*dmi.MapperRegisterResponse, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if req.GetMapper().GetProtocol() == "" {
-		return nil, status.Error(codes.InvalidArgument, "protocol required")
-	}
-	e.registers = append(e.registers, req.GetMapper())
-	if !req.GetWithData() {
-		return &dmi.MapperRegisterResponse{}, nil
-	}
-	return &dmi.MapperRegisterResponse{ModelList: e.models, DeviceList: e.devices}, nil
-}
-
-func (e *testEdge) ReportDeviceStatus(_ context.Context, req *dmi.ReportDeviceStatusRequest) (*dmi.ReportDeviceStatusResponse, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(req.GetReportedDevice().GetTwins()) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "no twins")
-	}
-	e.twins = append(e.twins, req)
-	return &dmi.ReportDeviceStatusResponse{}, nil
-}
-
-func (e *testEdge) ReportDeviceStates(_ context.Context, req *dmi.ReportDeviceStatesRequest) (*dmi.ReportDeviceStatesResponse, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.states = append(e.states, req)
-	return &dmi.ReportDeviceStatesResponse{}, nil
-}
-
-// lastTwin returns the latest reported twin of a property.
-func (e *testEdge) lastTwin(prop string) *dmi.Twin {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i := len(e.twins) - 1; i >= 0; i-- {
-		for _, tw := range e.twins[i].GetReportedDevice().GetTwins() {
-			if tw.GetPropertyName() == prop {
-				return tw
-			}
-		}
-	}
-	return nil
-}
-
-func (e *testEdge) lastState() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.states) == 0 {
-		return ""
-	}
-	return e.states[len(e.states)-1].GetState()
-}
-
-func (e *testEdge) registerCount() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.registers)
-}
-
-func (e *testEdge) serve(t *testing.T, socket string) {
-	t.Helper()
-	lis, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.srv = grpc.NewServer()
-	dmi.RegisterDeviceManagerServiceServer(e.srv, e)
-	go func() { _ = e.srv.Serve(lis) }()
-}
-
-func (e *testEdge) stop() { e.srv.Stop() }
-
-// shortDir is a temporary directory with a path short enough for Unix
-// socket names (108 bytes).
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "vm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
 
 type running struct {
 	m      *Mapper
-	edge   *testEdge
+	edge   *dmitest.Edge
 	driver *fakeDriver
 	dir    string
 	base   string // REST base URL
@@ -130,10 +30,9 @@ type running struct {
 
 func startMapper(t *testing.T, devices ...*dmi.Device) *running {
 	t.Helper()
-	dir := shortDir(t)
-	edge := &testEdge{models: []*dmi.DeviceModel{testModel()}, devices: devices}
-	edge.serve(t, filepath.Join(dir, "dmi.sock"))
-	t.Cleanup(edge.stop)
+	dir := dmitest.ShortDir(t)
+	edge := dmitest.NewEdge([]*dmi.DeviceModel{testModel()}, devices)
+	edge.Serve(t, filepath.Join(dir, "dmi.sock"))
 	d := newFakeDriver()
 	d.set("temperature", float32(21.5))
 	d.set("setpoint", int64(0))
@@ -169,31 +68,26 @@ func startMapper(t *testing.T, devices ...*dmi.Device) *running {
 		t.Fatal(err)
 	}
 	r.base = "http://" + addr.String()
-	cc, err := grpc.NewClient("unix://"+cfg.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	r.client = dmi.NewDeviceMapperServiceClient(cc)
+	r.client = dmitest.Mapper(t, cfg.Socket)
 	return r
 }
 
 func TestDMIRoundTrip(t *testing.T) {
 	r := startMapper(t, testDevice(t, 100))
-	eventually(t, "registration", func() bool { return r.edge.registerCount() == 1 })
-	info := r.edge.registers[0]
+	eventually(t, "registration", func() bool { return len(r.edge.Registrations()) == 1 })
+	info := r.edge.Registrations()[0]
 	if info.GetName() != "fake-mapper" || info.GetProtocol() != "fake" || info.GetVersion() != "v1.2.3" || info.GetApiVersion() != "v1beta1" || string(info.GetAddress()) != filepath.Join(r.dir, "mapper.sock") {
 		t.Errorf("MapperInfo = %v", info)
 	}
 	eventually(t, "twins of every property", func() bool {
-		return r.edge.lastTwin("temperature").GetReported().GetValue() == "21.5" &&
-			r.edge.lastTwin("power").GetReported().GetValue() == "true" &&
-			r.edge.lastTwin("setpoint").GetReported().GetValue() == "30"
+		return r.edge.Twin("default", "thermo", "temperature").GetReported().GetValue() == "21.5" &&
+			r.edge.Twin("default", "thermo", "power").GetReported().GetValue() == "true" &&
+			r.edge.Twin("default", "thermo", "setpoint").GetReported().GetValue() == "30"
 	})
-	if od := r.edge.lastTwin("setpoint").GetObservedDesired().GetValue(); od != "30" {
+	if od := r.edge.Twin("default", "thermo", "setpoint").GetObservedDesired().GetValue(); od != "30" {
 		t.Errorf("observedDesired = %q, want the applied desired value 30", od)
 	}
-	eventually(t, "state ok", func() bool { return r.edge.lastState() == StateOK })
+	eventually(t, "state ok", func() bool { return stateOf(r.edge) == StateOK })
 
 	// A desired change through UpdateDevice: written without reconnecting.
 	ctx := context.Background()
@@ -203,7 +97,7 @@ func TestDMIRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "new desired value reported", func() bool {
-		tw := r.edge.lastTwin("setpoint")
+		tw := r.edge.Twin("default", "thermo", "setpoint")
 		return tw.GetReported().GetValue() == "55" && tw.GetObservedDesired().GetValue() == "55"
 	})
 	if c, cl, _ := r.driver.counts(); c != 1 || cl != 0 {
@@ -236,9 +130,7 @@ func TestDMIRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "late device reporting", func() bool {
-		r.edge.mu.Lock()
-		defer r.edge.mu.Unlock()
-		for _, tw := range r.edge.twins {
+		for _, tw := range r.edge.Reports() {
 			if tw.GetDeviceName() == "late" {
 				return true
 			}
@@ -256,20 +148,22 @@ func TestDMIRoundTrip(t *testing.T) {
 
 func TestReRegistersWhenTheEdgeRestarts(t *testing.T) {
 	r := startMapper(t, testDevice(t, 100))
-	eventually(t, "first report", func() bool { return r.edge.lastTwin("temperature") != nil })
-	r.edge.stop()
+	eventually(t, "first report", func() bool { return r.edge.Twin("default", "thermo", "temperature") != nil })
+	r.edge.Stop()
 	// A new edge process on the same socket, knowing nothing yet.
-	edge2 := &testEdge{models: []*dmi.DeviceModel{testModel()}, devices: []*dmi.Device{testDevice(t, 100)}}
-	sock := filepath.Join(r.dir, "dmi.sock")
-	os.Remove(sock)
-	edge2.serve(t, sock)
-	t.Cleanup(edge2.stop)
-	eventually(t, "registration with the new edge", func() bool { return edge2.registerCount() == 1 })
+	edge2 := dmitest.NewEdge([]*dmi.DeviceModel{testModel()}, []*dmi.Device{testDevice(t, 100)})
+	edge2.Serve(t, filepath.Join(r.dir, "dmi.sock"))
+	eventually(t, "registration with the new edge", func() bool { return len(edge2.Registrations()) == 1 })
 	// Unchanged values are sent again: the new edge has none.
-	eventually(t, "values re-sent", func() bool { return edge2.lastTwin("temperature").GetReported().GetValue() == "21.5" })
+	eventually(t, "values re-sent", func() bool { return edge2.Twin("default", "thermo", "temperature").GetReported().GetValue() == "21.5" })
 	if c, _, _ := r.driver.counts(); c != 1 {
 		t.Errorf("an edge restart reconnected the device (%d connects)", c)
 	}
+}
+
+func stateOf(e *dmitest.Edge) string {
+	s, _ := e.State("default", "thermo")
+	return s
 }
 
 func httpDo(t *testing.T, method, url, body string) (int, map[string]any) {
@@ -294,7 +188,7 @@ func httpDo(t *testing.T, method, url, body string) (int, map[string]any) {
 func TestRESTAPI(t *testing.T) {
 	r := startMapper(t, testDevice(t, 100))
 	eventually(t, "device ok and desired value applied", func() bool {
-		return r.edge.lastState() == StateOK && r.edge.lastTwin("setpoint").GetObservedDesired().GetValue() == "30"
+		return stateOf(r.edge) == StateOK && r.edge.Twin("default", "thermo", "setpoint").GetObservedDesired().GetValue() == "30"
 	})
 	dev := r.base + "/api/v1/device/default/thermo"
 	meth := r.base + "/api/v1/devicemethod/default/thermo"

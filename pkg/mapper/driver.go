@@ -142,6 +142,7 @@ func (c ConfigData) Keys() []string {
 // String returns a string value; numbers and booleans are formatted.
 func (c ConfigData) String(key string) (string, bool, error) {
 	v, ok := c[key]
+	v = normalize(v)
 	if !ok || v == nil {
 		return "", false, nil
 	}
@@ -164,6 +165,7 @@ func (c ConfigData) String(key string) (string, bool, error) {
 // decimal string.
 func (c ConfigData) Int(key string) (int64, bool, error) {
 	v, ok := c[key]
+	v = normalize(v)
 	if !ok || v == nil {
 		return 0, false, nil
 	}
@@ -189,6 +191,7 @@ func (c ConfigData) Int(key string) (int64, bool, error) {
 // Float returns a number from a number or a decimal string.
 func (c ConfigData) Float(key string) (float64, bool, error) {
 	v, ok := c[key]
+	v = normalize(v)
 	if !ok || v == nil {
 		return 0, false, nil
 	}
@@ -211,6 +214,7 @@ func (c ConfigData) Float(key string) (float64, bool, error) {
 // yes/no, on/off).
 func (c ConfigData) Bool(key string) (bool, bool, error) {
 	v, ok := c[key]
+	v = normalize(v)
 	if !ok || v == nil {
 		return false, false, nil
 	}
@@ -227,4 +231,35 @@ func (c ConfigData) Bool(key string) (bool, bool, error) {
 		}
 	}
 	return false, true, fmt.Errorf("%s must be true or false, not %v", key, v)
+}
+
+// ErrValueOutOfRange is returned (wrapped) by a driver when a value that
+// passed the model's bounds still does not fit the device's encoding (e.g.
+// 70000 into a 16-bit register). The REST API answers 400.
+var ErrValueOutOfRange = errors.New("the value does not fit the device's encoding")
+
+// normalize maps Go's integer and float kinds onto int64, uint64 and
+// float64, the forms decoded configData takes.
+func normalize(v any) any {
+	switch t := v.(type) {
+	case int:
+		return int64(t)
+	case int8:
+		return int64(t)
+	case int16:
+		return int64(t)
+	case int32:
+		return int64(t)
+	case uint:
+		return uint64(t)
+	case uint8:
+		return uint64(t)
+	case uint16:
+		return uint64(t)
+	case uint32:
+		return uint64(t)
+	case float32:
+		return float64(t)
+	}
+	return v
 }

@@ -375,8 +375,11 @@ func (m *Mapper) callMethod(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		m.rt.metrics.writes.WithLabelValues("rest", "error").Inc()
 		code := http.StatusBadGateway
-		if errors.Is(err, ErrNotWritable) {
+		switch {
+		case errors.Is(err, ErrNotWritable):
 			code = http.StatusConflict
+		case errors.Is(err, ErrValueOutOfRange):
+			code = http.StatusBadRequest
 		}
 		m.fail(w, code, "writing %s of %s: %v", prop, spec.key, err)
 		return

@@ -135,7 +135,7 @@ func (s *sampler) applyDesired(ctx context.Context, desired string) {
 	err = s.conn.Write(wctx, p, v)
 	cancel()
 	if err != nil {
-		fail(err, !IsConfigError(err) && !errors.Is(err, ErrNotWritable) && ctx.Err() == nil)
+		fail(err, !IsConfigError(err) && !errors.Is(err, ErrNotWritable) && !errors.Is(err, ErrValueOutOfRange) && ctx.Err() == nil)
 		return
 	}
 	rt.metrics.writes.WithLabelValues("desired", "ok").Inc()

@@ -182,7 +182,7 @@ func MQTTBroker(t testing.TB) *Process {
 	const name = "mosquitto" //nolint:misspell // the broker's name
 	bin := lookPath(t, name, name)
 	p := newProcess(t, name)
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n", p.Port)
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nconnection_messages true\n", p.Port)
 	if os.Geteuid() == 0 {
 		// Otherwise the broker drops to its own system user, which cannot
 		// read the test's temporary directory.
