@@ -32,7 +32,7 @@ type subscriber struct {
 func subscribe(t *testing.T, addr, filter string) *subscriber {
 	t.Helper()
 	sub := &subscriber{}
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-sub-" + t.Name()).SetCleanSession(true)
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("sub-" + t.Name() + "-" + filter).SetCleanSession(true)
 	sub.client = mqtt.NewClient(o)
 	if tok := sub.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect: %v", tok.Error())
@@ -93,7 +93,7 @@ func TestPublishesTemplatedTopicsWithQoSAndRetain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	waitConnected(t, s)
 	if err := s.Write(context.Background(), testSamples()); err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func TestOneConnectionForManyWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	waitConnected(t, s)
 	for i := 0; i < 20; i++ {
 		if err := s.Write(context.Background(), testSamples()); err != nil {
@@ -157,7 +157,7 @@ func TestBrokerDownThenBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	waitConnected(t, s)
 	ctx := context.Background()
 	if err := s.Write(ctx, testSamples()); err != nil {
@@ -196,7 +196,7 @@ func TestStartsWhileBrokerIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New with the broker down: %v", err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	err = s.Write(context.Background(), testSamples())
 	if err == nil || !strings.Contains(err.Error(), "connection refused") && !strings.Contains(err.Error(), "not connected yet") {
 		t.Fatalf("Write before the first connection = %v, want the connect error", err)
@@ -217,7 +217,7 @@ func TestWildcardInExpandedTopicIsSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	waitConnected(t, s)
 	batch := []sink.Sample{
 		{Namespace: "n", Device: "d", Property: "bad+name", Value: "1", Type: "int", Timestamp: t0},
