@@ -108,7 +108,11 @@ func (m *probeManager) ensure(ctx context.Context, uid types.UID, targets []prob
 		}
 		machine := newProbeMachine(k.kind, probes[k], s)
 		m.results[k] = machine.result
-		go m.run(ctx, w, t, probes[k], machine)
+		m.rt.wg.Add(1)
+		go func() {
+			defer m.rt.wg.Done()
+			m.run(ctx, w, t, probes[k], machine)
+		}()
 	}
 }
 
