@@ -45,6 +45,7 @@ func run(args []string) error {
 	fs.Float64Var(&cfg.TwinDeadband, "twin-deadband", 0, "default deadband of numeric properties reported to the cloud twin (0: every change)")
 	fs.IntVar(&cfg.Sinks.QueueSize, "sink-queue-size", 0, "samples buffered per sink (default 10000)")
 	fs.IntVar(&cfg.Sinks.MaxBatch, "sink-max-batch", 0, "samples per sink write (default 500)")
+	fs.DurationVar(&cfg.Sinks.Linger, "sink-linger", 0, "how long sinks gather samples into one write (default 100ms; negative: none)")
 	fs.IntVar(&cfg.Sinks.MaxAttempts, "sink-max-attempts", 0, "writes of a batch before it is dropped (default 5)")
 	fs.StringVar(&logOpts.Level, "log-level", logOpts.Level, "debug, info, warn or error")
 	fs.StringVar(&logOpts.Format, "log-format", logOpts.Format, "text or json")

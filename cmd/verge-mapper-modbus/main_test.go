@@ -25,7 +25,7 @@ import (
 // The mapper binary against the real simulator binary, with a stand-in for
 // the edge's DMI server.
 
-func build(t *testing.T, dir string) {
+func build(t testing.TB, dir string) {
 	t.Helper()
 	cmd := exec.Command("go", "build", "-o", dir, "./cmd/verge-mapper-modbus", "./cmd/verge-devsim")
 	cmd.Dir = "../.."
@@ -34,7 +34,7 @@ func build(t *testing.T, dir string) {
 	}
 }
 
-func startProcess(t *testing.T, logPath, bin string, args ...string) *exec.Cmd {
+func startProcess(t testing.TB, logPath, bin string, args ...string) *exec.Cmd {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {

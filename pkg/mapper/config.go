@@ -78,6 +78,10 @@ type SinkConfig struct {
 	// RetryMin and RetryMax bound the jittered backoff. Defaults 200 ms, 10 s.
 	RetryMin time.Duration `json:"retryMin"`
 	RetryMax time.Duration `json:"retryMax"`
+	// Linger gathers samples arriving together into one write (one DMI
+	// report per device instead of one per reading). Default 100 ms;
+	// negative writes at once.
+	Linger time.Duration `json:"linger"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -102,6 +106,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.HealthInterval <= 0 {
 		c.HealthInterval = 5 * time.Second
+	}
+	if c.Sinks.Linger == 0 {
+		c.Sinks.Linger = 100 * time.Millisecond
 	}
 	return c
 }

@@ -91,7 +91,7 @@ func New(cfg Config, driver Driver, opts Options) (*Mapper, error) {
 	metrics := newCoreMetrics(opts.Registry)
 	fo := fanout.Options{
 		QueueSize: cfg.Sinks.QueueSize, MaxBatch: cfg.Sinks.MaxBatch, MaxAttempts: cfg.Sinks.MaxAttempts,
-		RetryMin: cfg.Sinks.RetryMin, RetryMax: cfg.Sinks.RetryMax,
+		RetryMin: cfg.Sinks.RetryMin, RetryMax: cfg.Sinks.RetryMax, Linger: max(cfg.Sinks.Linger, 0),
 		Clock: opts.Clock, Metrics: fanout.NewMetrics(opts.Registry), Logger: opts.Logger, Jitter: jitter,
 	}
 	m.states = newStateReporter(m.sendState, opts.Clock, jitter, opts.Logger, metrics)

@@ -31,6 +31,7 @@ type Edge struct {
 	devices   []*dmi.Device
 	registers []*dmi.MapperInfo
 	twins     []*dmi.ReportDeviceStatusRequest
+	received  map[*dmi.ReportDeviceStatusRequest]time.Time
 	states    []*dmi.ReportDeviceStatesRequest
 	srv       *grpc.Server
 }
@@ -98,6 +99,10 @@ func (e *Edge) ReportDeviceStatus(_ context.Context, req *dmi.ReportDeviceStatus
 		return nil, status.Error(codes.InvalidArgument, "report has no twins")
 	}
 	e.twins = append(e.twins, req)
+	if e.received == nil {
+		e.received = map[*dmi.ReportDeviceStatusRequest]time.Time{}
+	}
+	e.received[req] = time.Now()
 	return &dmi.ReportDeviceStatusResponse{}, nil
 }
 
@@ -121,6 +126,13 @@ func (e *Edge) Reports() []*dmi.ReportDeviceStatusRequest {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]*dmi.ReportDeviceStatusRequest(nil), e.twins...)
+}
+
+// ReceivedAt is when a report returned by Reports arrived.
+func (e *Edge) ReceivedAt(r *dmi.ReportDeviceStatusRequest) time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.received[r]
 }
 
 // Twin returns the latest reported twin of a device property, or nil.

@@ -5,7 +5,8 @@
 // Contract:
 //   - Enqueue never blocks. When a sink's buffer is full the oldest queued
 //     sample is dropped (the newest reading matters most) and counted.
-//   - A worker takes up to MaxBatch samples in queue order and calls the
+//   - A worker waits Linger after a sample arrives (unless MaxBatch are
+//     already queued), then takes up to MaxBatch samples in queue order and calls the
 //     sink's Write. On error it waits with jittered exponential backoff and
 //     retries the same batch, up to MaxAttempts; then the batch is counted
 //     as failed and dropped. Samples of one sink are delivered in order;

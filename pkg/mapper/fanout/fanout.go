@@ -28,6 +28,10 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// WriteTimeout bounds one Write. Default 10 s.
 	WriteTimeout time.Duration
+	// Linger is how long a worker waits after the first sample arrives
+	// before writing, so samples that arrive together go in one batch
+	// (one request instead of hundreds). 0 writes at once.
+	Linger time.Duration
 
 	Clock   clock.Clock
 	Metrics *Metrics
@@ -226,6 +230,20 @@ func (w *Worker) run() {
 
 // drain delivers batches until the queue is empty or the worker stops.
 func (w *Worker) drain() {
+	if w.opts.Linger > 0 {
+		w.mu.Lock()
+		short := w.q.len() < w.opts.MaxBatch
+		w.mu.Unlock()
+		if short {
+			t := w.opts.Clock.NewTimer(w.opts.Linger)
+			select {
+			case <-t.C():
+			case <-w.stop:
+				t.Stop()
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case <-w.stop:

@@ -327,3 +327,28 @@ func TestStopDeadlineCancelsHungWrite(t *testing.T) {
 		t.Errorf("status %+v: want both samples accounted as dropped or failed", st)
 	}
 }
+
+func TestLingerBatchesSamplesThatArriveTogether(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	s := newRecordingSink()
+	w := Start("rec", s, Options{Clock: fc, Linger: 100 * time.Millisecond})
+	defer func() { _ = w.Stop(context.Background()) }()
+	for i := 0; i < 3; i++ {
+		w.Enqueue(samples(1)...)
+	}
+	eventually(t, "linger timer", fc.HasWaiters)
+	select {
+	case <-s.calls:
+		t.Fatal("wrote before the linger elapsed")
+	case <-time.After(20 * time.Millisecond):
+	}
+	fc.Step(100 * time.Millisecond)
+	waitCalls(t, s, 1)
+	s.mu.Lock()
+	n := len(s.batches)
+	size := len(s.batches[0])
+	s.mu.Unlock()
+	if n != 1 || size != 3 {
+		t.Errorf("%d batches, first of %d; want one batch of 3", n, size)
+	}
+}
