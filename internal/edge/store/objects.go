@@ -127,22 +127,38 @@ func (s *Store) applyDelete(tx *writeTx, o Object) error {
 }
 
 func (s *Store) applyUpsert(tx *writeTx, o Object) error {
-	old, found, err := tx.getObject(o.Key)
-	if err != nil {
+	// Read the stored data only when the decision needs it: most upserts
+	// are a newer version of the same object.
+	var old Meta
+	err := queryRow(tx.ctx, tx.c, "SELECT uid, resource_version FROM objects WHERE key = ?", []any{o.Key}, &old.UID, &old.ResourceVersion)
+	found := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
 	typ := Added
 	if found {
-		if old.UID == o.UID && old.ResourceVersion == o.ResourceVersion &&
-			(o.ResourceVersion != "" || (old.Kind == o.Kind && bytes.Equal(old.Data, o.Data))) {
+		same := old.UID == o.UID && old.ResourceVersion == o.ResourceVersion
+		if same && o.ResourceVersion != "" {
 			return nil
+		}
+		if same || old.UID != o.UID {
+			full, _, err := tx.getObject(o.Key)
+			if err != nil {
+				return err
+			}
+			if same && full.Kind == o.Kind && bytes.Equal(full.Data, o.Data) {
+				return nil
+			}
+			if old.UID != o.UID {
+				// A new UID under the same key is a different object:
+				// watchers see the old one go before the new one comes.
+				if err := tx.logChange(Deleted, full); err != nil {
+					return err
+				}
+			}
 		}
 		if old.UID == o.UID {
 			typ = Modified
-		} else if err := tx.logChange(Deleted, old); err != nil {
-			// A new UID under the same key is a different object: watchers
-			// see the old one go before the new one comes.
-			return err
 		}
 	}
 	data := o.Data
