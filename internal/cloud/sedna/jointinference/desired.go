@@ -121,7 +121,7 @@ func modelSource(field string, m *sednav1.Model, cred *worker.Credential) worker
 	}
 }
 
-func meta(ji *sednav1.JointInferenceService, name, w string) metav1.ObjectMeta {
+func objectMeta(ji *sednav1.JointInferenceService, name, w string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:            name,
 		Namespace:       ji.Namespace,
@@ -154,7 +154,7 @@ func deployment(ji *sednav1.JointInferenceService, w string, tpl *sednav1.PodTem
 		}
 		return nil, err
 	}
-	m := meta(ji, DeploymentName(ji, w), w)
+	m := objectMeta(ji, DeploymentName(ji, w), w)
 	m.Labels[k] = v
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -171,7 +171,7 @@ func deployment(ji *sednav1.JointInferenceService, w string, tpl *sednav1.PodTem
 func service(ji *sednav1.JointInferenceService) *corev1.Service {
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: meta(ji, ServiceName(ji), Cloud),
+		ObjectMeta: objectMeta(ji, ServiceName(ji), Cloud),
 		Spec: corev1.ServiceSpec{
 			Selector: worker.Labels(Kind, ji.Name, string(ji.UID), Cloud),
 			Ports: []corev1.ServicePort{{
@@ -189,7 +189,7 @@ func hpa(ji *sednav1.JointInferenceService, w string, h *sednav1.HPA) *autoscali
 	h = h.DeepCopy()
 	return &autoscalingv2.HorizontalPodAutoscaler{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
-		ObjectMeta: meta(ji, HPAName(ji, w), w),
+		ObjectMeta: objectMeta(ji, HPAName(ji, w), w),
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{
 				APIVersion: "apps/v1",

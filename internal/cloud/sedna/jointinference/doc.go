@@ -14,10 +14,11 @@
 // owner reference, so deleting the service lets the garbage collector
 // remove them all.
 //
-// Ordering rules: desired objects come from the pure Build; a child is
-// created only after a live read confirms the parent exists and is not
-// being deleted (so nothing reappears after deletion); a child is
-// rewritten only when the hash of what we want differs from the hash
-// recorded on it (so reconciles cause no rollouts of their own); problems
-// the user must fix become the Failed condition, never a terminal state.
+// Ordering rules: desired objects come from the pure Build; children are
+// written through package owned, so a child is created only after a live
+// read confirms the parent exists and is not being deleted (nothing
+// reappears after deletion) and rewritten only when the hash of what we
+// want changed (reconciles cause no rollouts of their own); problems the
+// user must fix become the Failed condition, never a terminal state, and
+// workers already running keep their last good configuration meanwhile.
 package jointinference

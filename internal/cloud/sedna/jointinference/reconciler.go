@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	sednav1 "github.com/verge-edge/verge/api/sedna/v1alpha1"
+	"github.com/verge-edge/verge/internal/cloud/sedna/owned"
 	"github.com/verge-edge/verge/internal/cloud/sedna/worker"
 )
 
@@ -140,7 +141,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	s := &applier{r: r, ji: &ji, have: have}
+	set := &owned.Set{
+		Client: r.Client,
+		Live:   r.APIReader,
+		Parent: &ji,
+		Event: func(typ, reason, format string, args ...any) {
+			r.Recorder.Eventf(&ji, nil, typ, reason, "Reconcile", format, args...)
+		},
+	}
 	var problem *worker.Problem
 	var applyErr error
 	desired, err := r.desired(ctx, &ji)
@@ -150,8 +158,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	case err != nil:
 		return ctrl.Result{}, err
 	default:
-		applyErr = s.apply(ctx, desired)
-		if s.parentGone {
+		applyErr = apply(ctx, set, &ji, &have, desired)
+		if set.Gone() {
 			return ctrl.Result{}, nil
 		}
 		switch {
@@ -164,7 +172,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 
-	if err := r.writeStatus(ctx, &ji, problem, s.have); err != nil {
+	if err := r.writeStatus(ctx, &ji, problem, have); err != nil {
 		return ctrl.Result{}, errors.Join(applyErr, err)
 	}
 	if applyErr != nil {
@@ -177,8 +185,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
-// observe reads the owned objects from the cache. An object holding one of
-// our names without being ours is reported by apply, not adopted.
+// observe reads the owned objects from the cache, by name: an object
+// holding one of our names without being ours is found, then reported by
+// apply rather than adopted.
 func (r *Reconciler) observe(ctx context.Context, ji *sednav1.JointInferenceService) (children, error) {
 	var c children
 	get := func(name string, obj client.Object) (bool, error) {

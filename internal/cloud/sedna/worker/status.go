@@ -1,12 +1,8 @@
 package worker
 
 import (
-	"context"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // SetExclusiveConditions sets one condition per type in types: the one
@@ -30,30 +26,4 @@ func SetExclusiveConditions(conds *[]metav1.Condition, types []string, active, r
 			LastTransitionTime: now,
 		})
 	}
-}
-
-// ParentAlive reads obj afresh from the API server (not from a cache) and
-// reports whether it still exists with the same UID and is not being
-// deleted. Controllers call it before creating any child, so that a child
-// deleted by the garbage collector is never created again for a parent
-// that is already gone (upstream Sedna issue #466).
-func ParentAlive(ctx context.Context, live client.Reader, obj client.Object) (bool, error) {
-	cur, ok := obj.DeepCopyObject().(client.Object)
-	if !ok {
-		return false, nil
-	}
-	err := live.Get(ctx, client.ObjectKeyFromObject(obj), cur)
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return cur.GetUID() == obj.GetUID() && cur.GetDeletionTimestamp() == nil, nil
-}
-
-// IsControlledBy reports whether obj's controller reference names owner.
-func IsControlledBy(obj, owner metav1.Object) bool {
-	ref := metav1.GetControllerOf(obj)
-	return ref != nil && ref.UID == owner.GetUID()
 }

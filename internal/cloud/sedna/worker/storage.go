@@ -127,18 +127,22 @@ func planStorage(sources []Source, initImage string) (storagePlan, error) {
 				return storagePlan{}, Problemf(ReasonInvalidURL, "%s: url %q is neither an absolute path on the node nor an s3://, http:// or https:// URL", s.What, s.URL)
 			}
 			clean := path.Clean(u.Path)
-			dir := path.Dir(clean)
-			if strings.HasSuffix(u.Path, "/") {
-				dir = clean
+			if clean == "/" {
+				return storagePlan{}, Problemf(ReasonInvalidURL, "%s: url %q names the node's root directory; use a directory below it", s.What, s.URL)
 			}
-			if dir == "/" {
-				return storagePlan{}, Problemf(ReasonInvalidURL, "%s: url %q would mount the node's root directory; put the file in a directory", s.What, s.URL)
+			// A file is reached through its directory. A path ending in
+			// "/" is a directory, and so is a top-level path such as
+			// "/model" (where upstream examples put output models):
+			// mounting its parent would expose the node's whole root
+			// filesystem. The worker sees the same path either way.
+			dir, hpType := path.Dir(clean), corev1.HostPathDirectory
+			if strings.HasSuffix(u.Path, "/") || dir == "/" {
+				dir, hpType = clean, corev1.HostPathDirectoryOrCreate
 			}
 			usesHostPaths = true
 			if !hostDirs[dir] {
 				hostDirs[dir] = true
 				name := hostVolumeName(dir)
-				hpType := corev1.HostPathDirectory
 				plan.volumes = append(plan.volumes, corev1.Volume{
 					Name:         name,
 					VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &hpType}},

@@ -101,8 +101,14 @@ func TestPodTemplateStorage(t *testing.T) {
 			wantReason: ReasonInvalidURL,
 		},
 		{
-			name:       "file in the root directory is rejected",
-			sources:    []Source{{What: `model "m"`, URL: "/m.pb", EnvName: "MODEL_URL"}},
+			name:       "top-level path mounts itself, never the node's root",
+			sources:    []Source{{What: "model m", URL: "/model", EnvName: "MODEL_URL"}},
+			wantEnv:    map[string]string{"MODEL_URL": "/home/data/model"},
+			wantMounts: map[string]string{"/home/data/model": "/model"},
+		},
+		{
+			name:       "the root directory is rejected",
+			sources:    []Source{{What: `model "m"`, URL: "/", EnvName: "MODEL_URL"}},
 			wantReason: ReasonInvalidURL,
 		},
 		{
