@@ -3,6 +3,7 @@ package podruntime_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
+	"github.com/verge-edge/verge/internal/edge/podruntime"
 )
 
 // TestPods runs one node (a private containerd and a pod runtime) and
@@ -129,6 +131,19 @@ func TestPods(t *testing.T) {
 		}
 		if st.Phase != corev1.PodRunning || condition(st, corev1.PodReady) != corev1.ConditionFalse {
 			t.Fatalf("a crash-looping pod with restartPolicy Always is Running and not Ready: %s", describe(st))
+		}
+		// What `kubectl logs [--previous]` reads.
+		ctx := context.Background()
+		prev, err := n.rt.Container(ctx, "default", "crasher", "crash", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(prev.LogPath)
+		if err != nil || !strings.Contains(string(data), "crasher exiting with 3") || prev.PodUID != p.UID {
+			t.Fatalf("previous log %s: %q %v (uid %s)", prev.LogPath, data, err, prev.PodUID)
+		}
+		if _, err := n.rt.Container(ctx, "default", "crasher", "nope", false); !errors.Is(err, podruntime.ErrContainerNotFound) {
+			t.Fatalf("unknown container: %v", err)
 		}
 		first := cs.RestartCount
 		waitStatus(t, n.sink, p.UID, 60*time.Second, "another restart", func(st corev1.PodStatus) bool {
@@ -320,6 +335,26 @@ func TestPods(t *testing.T) {
 		waitStatus(t, n.sink, with.UID, 60*time.Second, "Running with the pull secret", running)
 	})
 
+	t.Run("activeDeadlineSeconds stops the pod and fails it", func(t *testing.T) {
+		t.Parallel()
+		p := n.pod("deadline", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"}})
+		p.Spec.ActiveDeadlineSeconds = ptrTo(int64(3))
+		n.add(p)
+		waitStatus(t, n.sink, p.UID, 60*time.Second, "Running", running)
+		st := waitStatus(t, n.sink, p.UID, 30*time.Second, "Failed with DeadlineExceeded", func(st corev1.PodStatus) bool {
+			return st.Phase == corev1.PodFailed && st.Reason == "DeadlineExceeded"
+		})
+		if st.ContainerStatuses[0].State.Terminated == nil {
+			t.Fatalf("container still running: %s", describe(st))
+		}
+		time.Sleep(2 * time.Second)
+		for _, ctr := range c.containers(t, p.UID) {
+			if ctr.Metadata.Attempt > 0 {
+				t.Fatalf("restarted after its deadline: %v", ctr)
+			}
+		}
+	})
+
 	t.Run("hostNetwork pods use the node's IP", func(t *testing.T) {
 		t.Parallel()
 		p := n.pod("hostnet", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"}})
@@ -393,3 +428,5 @@ func net(ip string) string {
 }
 
 func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
+
+func ptrTo[T any](v T) *T { return &v }

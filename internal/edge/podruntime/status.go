@@ -33,8 +33,9 @@ type statusInput struct {
 	// Terminating: the pod is being deleted; once nothing runs, its phase
 	// is final.
 	Terminating bool
-	// SandboxError explains why the pod has no sandbox (e.g. CNI failed).
-	SandboxError string
+	// DeadlineExceeded: the pod ran past activeDeadlineSeconds and was
+	// stopped.
+	DeadlineExceeded bool
 }
 
 // computeStatus derives the pod's status from what CRI reports and what
@@ -105,13 +106,25 @@ func computeStatus(in statusInput) corev1.PodStatus {
 	}
 
 	st.Phase = podPhase(pod, st.InitContainerStatuses, st.ContainerStatuses, in.Terminating)
+	if in.DeadlineExceeded {
+		st.Phase = corev1.PodFailed
+		st.Reason = "DeadlineExceeded"
+		st.Message = "Pod was active on the node longer than the specified deadline"
+	}
 	if isTerminalPhase(old.Phase) {
 		// Terminal phases are final.
-		st.Phase = old.Phase
+		st.Phase, st.Reason, st.Message = old.Phase, old.Reason, old.Message
 	}
 
 	st.Conditions = conditions(in, &st, sb, initialized)
 	return st
+}
+
+// deadlineExceeded reports whether the pod has been active longer than its
+// activeDeadlineSeconds, counted from its start time.
+func deadlineExceeded(pod *corev1.Pod, start, now time.Time) bool {
+	d := pod.Spec.ActiveDeadlineSeconds
+	return d != nil && !start.IsZero() && now.Sub(start) >= time.Duration(*d)*time.Second
 }
 
 // containerStatus reports one container: its newest CRI container (any

@@ -219,3 +219,24 @@ func TestQOSClass(t *testing.T) {
 		})
 	}
 }
+
+func TestDeadlineExceeded(t *testing.T) {
+	p := testPod(corev1.RestartPolicyAlways, nil, "a")
+	if deadlineExceeded(p, t0, t0.Add(time.Hour)) {
+		t.Fatal("no deadline set")
+	}
+	p.Spec.ActiveDeadlineSeconds = ptr(int64(60))
+	if deadlineExceeded(p, t0, t0.Add(59*time.Second)) || !deadlineExceeded(p, t0, t0.Add(60*time.Second)) {
+		t.Fatal("deadline boundary")
+	}
+	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(p, "c1", "s1", "a", 0, stateExited, 137, time.Second, 0)}}
+	st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, DeadlineExceeded: true})
+	if st.Phase != corev1.PodFailed || st.Reason != "DeadlineExceeded" {
+		t.Fatalf("phase %s reason %q", st.Phase, st.Reason)
+	}
+	// Reported once, it stays (terminal phases are final).
+	p.Status = st
+	if st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0}); st.Reason != "DeadlineExceeded" || st.Phase != corev1.PodFailed {
+		t.Fatalf("after the report: phase %s reason %q", st.Phase, st.Reason)
+	}
+}

@@ -33,6 +33,7 @@ type podWorker struct {
 	// The fields below belong to the worker goroutine.
 	name        types.NamespacedName
 	firstSeen   time.Time
+	deadline    bool              // activeDeadlineSeconds passed: stopped for good
 	last        *corev1.PodStatus // last reported status (or the stored one)
 	waiting     map[string]waiting
 	pulls       map[string]pullBackoff // by image
@@ -150,10 +151,54 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 
 	r := w.rt
 	now := r.cfg.Clock.Now()
+	if !w.deadline && !isTerminalPhase(w.last.Phase) {
+		start := w.firstSeen
+		if w.last.StartTime != nil {
+			start = w.last.StartTime.Time
+		}
+		w.deadline = deadlineExceeded(pod, start, now)
+		if w.deadline {
+			w.event(corev1.EventTypeNormal, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+		}
+	}
+	if w.deadline {
+		// Stopped for good, like a deleted pod, but it stays.
+		if acts, done := terminationActions(obs); !done {
+			w.killAll(ctx, pod, obs, acts.Kill, gracePeriod(pod))
+			for _, id := range acts.StopSandboxes {
+				if err := r.cri.stopSandbox(ctx, id); err != nil {
+					r.metrics.syncErrors.WithLabelValues("stop_sandbox").Inc()
+				}
+			}
+			if obs, err = r.observe(ctx, w.uid); err != nil {
+				return w.failed("observe", err), false
+			}
+		}
+		r.probes.forget(w.uid)
+		w.report(pod, obs, nil, false)
+		return time.Time{}, false
+	}
+	// A pod this worker reported finished does not run again, even before
+	// the report has reached the cloud and come back in the Source.
+	decide := pod
+	if isTerminalPhase(w.last.Phase) && !isTerminalPhase(pod.Status.Phase) {
+		decide = pod.DeepCopy()
+		decide.Status.Phase = w.last.Phase
+	}
 	acts := computeActions(actionInput{
-		Pod: pod, Obs: obs, Now: now, Backoff: r.cfg.CrashLoopBackOff,
+		Pod: decide, Obs: obs, Now: now, Backoff: r.cfg.CrashLoopBackOff,
 		LivenessFailed: w.probeFailed(obs, liveness), StartupFailed: w.probeFailed(obs, startup),
 	})
+	if pod.Spec.ActiveDeadlineSeconds != nil {
+		start := w.firstSeen
+		if w.last.StartTime != nil {
+			start = w.last.StartTime.Time
+		}
+		at := start.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second)
+		if acts.RequeueAt.IsZero() || at.Before(acts.RequeueAt) {
+			acts.RequeueAt = at
+		}
+	}
 
 	var vols map[string]volumeMountSource
 	var volErr error
@@ -751,7 +796,7 @@ func (w *podWorker) report(pod *corev1.Pod, obs *podObs, waitingNow map[string]w
 	st := computeStatus(statusInput{
 		Pod: basis, Obs: obs, Waiting: waitingNow, Ready: ready, Started: started, TermMessages: msgs,
 		NodeIP: r.cfg.NodeIP, FirstSeen: w.firstSeen, Now: r.cfg.Clock.Now(), RuntimeName: r.runtimeNameOrDefault(),
-		Terminating: terminating,
+		Terminating: terminating, DeadlineExceeded: w.deadline,
 	})
 	if apiequality.Semantic.DeepEqual(&st, w.last) {
 		return
