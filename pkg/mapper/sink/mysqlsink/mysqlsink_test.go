@@ -55,7 +55,7 @@ func rowsOf(t *testing.T, db *sql.DB, table string) []dbRow {
 	if err != nil {
 		t.Fatalf("reading %s: %v", table, err)
 	}
-	defer rs.Close()
+	defer func() { _ = rs.Close() }()
 	var out []dbRow
 	for rs.Next() {
 		var r dbRow
