@@ -212,12 +212,35 @@ func TestTwoRuntimesSideBySide(t *testing.T) {
 			t.Errorf("pod cgroup under %s: %v", c.n.cfg.CgroupParent, err)
 		}
 	}
-	// Several reconciles later nothing was recreated on either node.
+	// Several reconciles later nothing was recreated on either node, and
+	// an idle node syncs about once per reconcile, not in a loop.
+	syncsBefore := syncCount(t, n1)
 	time.Sleep(2*n1.cfg.ReconcilePeriod + time.Second)
+	if syncs := syncCount(t, n1) - syncsBefore; syncs > 10 {
+		t.Errorf("an idle node with one pod synced it %d times in %s", syncs, 2*n1.cfg.ReconcilePeriod+time.Second)
+	} else {
+		t.Logf("idle: %d syncs in %s", syncs, 2*n1.cfg.ReconcilePeriod+time.Second)
+	}
 	if st, _ := n1.sink.get(p1.UID); !slices.Equal(containerIDs(st), containerIDs(s1)) || !ready(st) {
 		t.Fatalf("edge-1's pod changed: %s", describe(st))
 	}
 	if st, _ := n2.sink.get(p2.UID); !slices.Equal(containerIDs(st), containerIDs(s2)) || !ready(st) {
 		t.Fatalf("edge-2's pod changed: %s", describe(st))
 	}
+}
+
+// syncCount reads how many pod syncs the node's runtime has run.
+func syncCount(t *testing.T, n *node) uint64 {
+	t.Helper()
+	families, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "verge_edge_pod_sync_duration_seconds" {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatal("no sync duration metric")
+	return 0
 }

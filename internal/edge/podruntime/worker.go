@@ -189,13 +189,13 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 		Pod: decide, Obs: obs, Now: now, Backoff: r.cfg.CrashLoopBackOff,
 		LivenessFailed: w.probeFailed(obs, liveness), StartupFailed: w.probeFailed(obs, startup),
 	})
-	if pod.Spec.ActiveDeadlineSeconds != nil {
+	if pod.Spec.ActiveDeadlineSeconds != nil && !acts.Terminal {
 		start := w.firstSeen
 		if w.last.StartTime != nil {
 			start = w.last.StartTime.Time
 		}
 		at := start.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second)
-		if acts.RequeueAt.IsZero() || at.Before(acts.RequeueAt) {
+		if at.After(now) && (acts.RequeueAt.IsZero() || at.Before(acts.RequeueAt)) {
 			acts.RequeueAt = at
 		}
 	}
@@ -240,11 +240,14 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 	w.rotateLogs(ctx, pod, obs)
 
 	next = acts.RequeueAt
+	// Only future deadlines: a past one (a back-off that already ran out
+	// for a container that no longer needs it) would spin.
 	soonest := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
+	soonest(acts.RequeueAt)
 	for _, b := range w.pulls {
 		soonest(b.notBefore)
 	}
