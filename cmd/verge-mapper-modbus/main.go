@@ -18,6 +18,7 @@ import (
 	"github.com/verge-edge/verge/internal/version"
 	"github.com/verge-edge/verge/pkg/mapper"
 	"github.com/verge-edge/verge/pkg/mapper/modbus"
+	"github.com/verge-edge/verge/pkg/mapper/pushsink"
 )
 
 func main() {
@@ -64,7 +65,7 @@ func run(args []string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := mapper.New(cfg, modbus.New(modbus.Options{Logger: log, Registerer: reg}), mapper.Options{Logger: log, Registry: reg})
+	m, err := mapper.New(cfg, modbus.New(modbus.Options{Logger: log, Registerer: reg}), mapper.Options{Logger: log, Registry: reg, SinkFactory: pushsink.Factory(log)})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package mapper
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
+	"github.com/verge-edge/verge/pkg/mapper/sink"
 	"github.com/verge-edge/verge/pkg/mapper/dmitest"
 )
 
@@ -30,6 +32,11 @@ type running struct {
 
 func startMapper(t *testing.T, devices ...*dmi.Device) *running {
 	t.Helper()
+	return startMapperWith(t, nil, devices...)
+}
+
+func startMapperWith(t *testing.T, factory SinkFactory, devices ...*dmi.Device) *running {
+	t.Helper()
 	dir := dmitest.ShortDir(t)
 	edge := dmitest.NewEdge([]*dmi.DeviceModel{testModel()}, devices)
 	edge.Serve(t, filepath.Join(dir, "dmi.sock"))
@@ -43,7 +50,7 @@ func startMapper(t *testing.T, devices ...*dmi.Device) *running {
 		REST:  RESTConfig{Address: "127.0.0.1:0"},
 		Sinks: SinkConfig{RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond},
 	}
-	m, err := New(cfg, d, Options{Logger: testLogger(t)})
+	m, err := New(cfg, d, Options{Logger: testLogger(t), SinkFactory: factory})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,5 +262,46 @@ func TestRESTAPI(t *testing.T) {
 		if !strings.Contains(string(b), series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
+	}
+}
+
+func TestBrokenSinkIsVisibleAndOthersKeepWorking(t *testing.T) {
+	good, broken := &memSink{name: "broker"}, &memSink{name: "collector", fail: errors.New("503 from the collector")}
+	factory := func(_ context.Context, pt PushTarget) (sink.Sink, error) {
+		if pt.Kind == PushHTTP {
+			return broken, nil
+		}
+		return good, nil
+	}
+	dev := testDevice(t, 50)
+	for _, p := range dev.Spec.Properties {
+		p.PushMethod = &dmi.PushMethod{
+			Http: &dmi.PushMethodHTTP{Hostname: "127.0.0.1", Port: 9},
+			Mqtt: &dmi.PushMethodMQTT{Address: "tcp://127.0.0.1:1883", Topic: "t"},
+		}
+	}
+	r := startMapperWith(t, factory, dev)
+	// The twin and the working sink get readings; the broken one fails.
+	eventually(t, "twin readings", func() bool { return r.edge.Twin("default", "thermo", "power") != nil })
+	eventually(t, "good sink readings", func() bool { return len(good.values("power")) > 3 })
+	eventually(t, "broken sink visible in health", func() bool {
+		for _, s := range r.m.Status().Sinks {
+			if s.Sink == "collector" && !s.Healthy && strings.Contains(s.LastError, "503 from the collector") && s.WriteErrors > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	resp, err := http.Get(r.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `verge_mapper_sink_write_errors_total{sink="collector"}`) {
+		t.Error("/metrics lacks the broken sink's write errors")
+	}
+	if h := r.m.Status(); h.Healthy {
+		t.Error("health says healthy with a failing sink")
 	}
 }

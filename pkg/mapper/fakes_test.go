@@ -110,12 +110,18 @@ func (c *fakeConn) Close() error {
 
 // memSink records what reaches it.
 type memSink struct {
+	name    string
 	mu      sync.Mutex
 	samples []sink.Sample
 	fail    error
 }
 
-func (s *memSink) Name() string { return "mem" }
+func (s *memSink) Name() string {
+	if s.name == "" {
+		return "mem"
+	}
+	return s.name
+}
 func (s *memSink) Close() error { return nil }
 func (s *memSink) Write(_ context.Context, b []sink.Sample) error {
 	s.mu.Lock()
