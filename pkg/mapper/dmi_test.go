@@ -2,8 +2,8 @@ package mapper
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
-	"github.com/verge-edge/verge/pkg/mapper/sink"
 	"github.com/verge-edge/verge/pkg/mapper/dmitest"
+	"github.com/verge-edge/verge/pkg/mapper/sink"
 )
 
 type running struct {

@@ -37,7 +37,7 @@ func TestHTTPPushMethod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	err = s.Write(context.Background(), []sink.Sample{{Namespace: "default", Device: "d", Property: "p", Value: "1", Type: "int", Timestamp: time.Now()}})
 	if err != nil {
 		t.Fatal(err)
