@@ -47,6 +47,9 @@ func StartRegistry(t testing.TB) *Registry {
 	return r
 }
 
+// Close stops serving (a registry that went away: offline).
+func (r *Registry) Close() { _ = r.srv.Close() }
+
 // RequireAuth makes repo answer only to user:password.
 func (r *Registry) RequireAuth(repo, user, password string) {
 	r.mu.Lock()

@@ -111,6 +111,7 @@ func TestContainerdRestartAndReboot(t *testing.T) {
 	cfg := runtimeConfig(t, e, "edge-reboot")
 	n := startRuntime(t, cfg, src, newSink())
 	p := webPod(n, e, "web")
+	p.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
 	n.add(p)
 	job := n.pod("job", corev1.Container{Name: "once", Image: e.images.App, Args: []string{"exit", "0"}})
 	job.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
@@ -141,7 +142,9 @@ func TestContainerdRestartAndReboot(t *testing.T) {
 		t.Fatalf("after a containerd restart: %s", describe(st))
 	}
 
-	// Reboot: everything stops at once; /run (containerd's state) is gone.
+	// Reboot with no registry (no cloud): everything stops at once; /run
+	// (containerd's state) is gone.
+	e.reg.Close()
 	n.stop()
 	e.node.Group.Stop()
 	if err := e.node.Instance.CleanupHost(); err != nil {
@@ -169,6 +172,10 @@ func TestContainerdRestartAndReboot(t *testing.T) {
 	}
 	if got := get(t, after.PodIP); !strings.Contains(got, "hello") {
 		t.Fatalf("pod answer after reboot: %q", got)
+	}
+	// imagePullPolicy Always with the registry gone: the copy on the node.
+	if !hasEvent(m.sink.eventsFor("web"), "PullFailedUsingLocalImage") {
+		t.Fatalf("no PullFailedUsingLocalImage event: %v", m.sink.eventsFor("web"))
 	}
 	// The completed OnFailure job is not run again.
 	time.Sleep(2 * time.Second)
