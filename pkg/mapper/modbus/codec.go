@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	"github.com/verge-edge/verge/pkg/mapper"
 	"github.com/verge-edge/verge/pkg/mapper/value"
@@ -79,7 +81,7 @@ func (v *visitor) decodeRegisters(regs []uint16) (any, error) {
 			return nil, fmt.Errorf("%s holds %v, not a finite number", v, f)
 		}
 	}
-	return v.scaled(f, v.raw == rawUint || v.raw == rawInt, u), nil
+	return v.scaled(f, v.raw != rawFloat, u), nil
 }
 
 // scaled applies the scale and shapes the result for the property type.
@@ -93,7 +95,25 @@ func (v *visitor) scaled(f float64, integral bool, u uint64) any {
 		}
 		return int64(math.Round(f * v.scale))
 	}
+	if integral {
+		// An integer times 0.1 is exactly one decimal; say so rather than
+		// 21.500000000000004.
+		if d := decimals(v.scale); d <= 15 {
+			p := math.Pow10(d)
+			return math.Round(f*v.scale*p) / p
+		}
+	}
 	return f * v.scale
+}
+
+// decimals is the number of digits after the point in the shortest form of
+// f (0.1 → 1, 0.25 → 2, 10 → 0).
+func decimals(f float64) int {
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		return len(s) - i - 1
+	}
+	return 0
 }
 
 // decodeBits turns coil or discrete-input bits into a property value.

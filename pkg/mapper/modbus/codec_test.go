@@ -32,6 +32,8 @@ func TestDecodeRegisters(t *testing.T) {
 		{"uint16", value.Int, map[string]any{"register": "HoldingRegister"}, []uint16{65535}, uint64(65535)},
 		{"int16", value.Int, map[string]any{"register": "HoldingRegister", "rawType": "int"}, []uint16{0xFFFE}, int64(-2)},
 		{"scaled tenths", value.Float, map[string]any{"register": "InputRegister", "scale": 0.1, "rawType": "int"}, []uint16{215}, 21.5},
+		{"scaled double is exact", value.Double, map[string]any{"register": "InputRegister", "scale": 0.1, "rawType": "int"}, []uint16{215}, 21.5},
+		{"scaled hundredths", value.Double, map[string]any{"register": "InputRegister", "scale": 0.01}, []uint16{2157}, 21.57},
 		{"scaled int rounds", value.Int, map[string]any{"register": "InputRegister", "scale": 0.1}, []uint16{216}, int64(22)},
 		{"uint32 high word first", value.Int, map[string]any{"register": "HoldingRegister", "limit": 2}, []uint16{1, 2}, uint64(65538)},
 		{"uint32 register swap", value.Int, map[string]any{"register": "HoldingRegister", "limit": 2, "isRegisterSwap": true}, []uint16{2, 1}, uint64(65538)},
