@@ -2,6 +2,7 @@ package federated
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +307,24 @@ func TestDoneFromPods(t *testing.T) {
 	}
 	if Done(job, Observed{Pods: pods(fakePod("sdd-aggregation", corev1.PodSucceeded)), Stale: 1}) {
 		t.Error("stale pods decide nothing")
+	}
+}
+
+// BenchmarkBuild measures building the pods of a 100-client job.
+func BenchmarkBuild(b *testing.B) {
+	job, in := testJob(), testResolved()
+	tw := job.Spec.TrainingWorkers[0]
+	job.Spec.TrainingWorkers, in.Datasets, in.DatasetCredentials = nil, nil, nil
+	for i := range 100 {
+		job.Spec.TrainingWorkers = append(job.Spec.TrainingWorkers, tw)
+		in.Datasets = append(in.Datasets, &sednav1.Dataset{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("d%d", i)}, Spec: sednav1.DatasetSpec{URL: fmt.Sprintf("/data/%d.txt", i)}})
+		in.DatasetCredentials = append(in.DatasetCredentials, nil)
+	}
+	opts := worker.DefaultOptions()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Build(job, in, opts); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -353,3 +353,18 @@ func TestComputeStatusRecovers(t *testing.T) {
 		t.Errorf("%d conditions", len(ji.Status.Conditions))
 	}
 }
+
+// BenchmarkBuild measures the pure part of a reconcile: building and
+// hashing the five desired objects of a service with two HPAs.
+func BenchmarkBuild(b *testing.B) {
+	ji := testService()
+	ji.Spec.EdgeWorker.HPA = &sednav1.HPA{MinReplicas: ptr.To[int32](1), MaxReplicas: 2}
+	ji.Spec.CloudWorker.HPA = &sednav1.HPA{MinReplicas: ptr.To[int32](1), MaxReplicas: 5}
+	in, opts := testResolved(), worker.DefaultOptions()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Build(ji, in, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
