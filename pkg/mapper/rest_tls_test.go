@@ -54,7 +54,12 @@ func TestRESTOverMTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
 	addr, err := m.RESTAddr(ctx)
 	if err != nil {
 		t.Fatal(err)
