@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Registry is a minimal OCI distribution server on 127.0.0.1 that serves
@@ -30,6 +31,7 @@ type Registry struct {
 	blobs     map[string][]byte            // digest → content
 	manifests map[string]map[string]string // repo → tag or digest → manifest digest
 	auth      map[string][2]string         // repo → user, password
+	delay     map[string]time.Duration     // repo → wait before each blob
 	srv       *http.Server
 }
 
@@ -40,11 +42,18 @@ func StartRegistry(t testing.TB) *Registry {
 	if err != nil {
 		t.Fatalf("registry: %v", err)
 	}
-	r := &Registry{Addr: l.Addr().String(), blobs: map[string][]byte{}, manifests: map[string]map[string]string{}, auth: map[string][2]string{}}
+	r := &Registry{Addr: l.Addr().String(), blobs: map[string][]byte{}, manifests: map[string]map[string]string{}, auth: map[string][2]string{}, delay: map[string]time.Duration{}}
 	r.srv = &http.Server{Handler: r}
 	go r.srv.Serve(l) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { _ = r.srv.Close() })
 	return r
+}
+
+// Slow makes every blob of repo take d to start arriving (a slow link).
+func (r *Registry) Slow(repo string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delay[repo] = d
 }
 
 // Close stops serving (a registry that went away: offline).
@@ -159,6 +168,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	cred, needAuth := r.auth[repo]
+	delay := r.delay[repo]
 	var body []byte
 	var dgst string
 	switch kind {
@@ -181,6 +191,13 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if body == nil {
 		http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN"}]}`, http.StatusNotFound)
 		return
+	}
+	if kind == "blobs" && delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-req.Context().Done():
+			return
+		}
 	}
 	if kind == "manifests" {
 		w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")

@@ -355,6 +355,37 @@ func TestPods(t *testing.T) {
 		}
 	})
 
+	t.Run("a slow image pull holds up only its own pod", func(t *testing.T) {
+		t.Parallel()
+		// Its own layer: a blob shared with other images would make their
+		// pulls wait for this one inside containerd.
+		ref, err := e.reg.Push("verge-test/slow", "v1", map[string]containerdtest.File{"app": {Data: e.images.Binary, Mode: 0o755},
+			"slow": {Data: []byte("slow"), Mode: 0o644}}, []string{"/app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.reg.Slow("verge-test/slow", 8*time.Second)
+		slow := n.pod("slowpull", corev1.Container{Name: "app", Image: ref, Args: []string{"sleep"}})
+		n.add(slow)
+		waitFor(t, 20*time.Second, "the slow pull to start", func() (bool, string) {
+			return hasEvent(n.sink.eventsFor("slowpull"), "Pulling"), fmt.Sprint(n.sink.eventsFor("slowpull"))
+		})
+		fast := n.pod("fast", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"serve", "-addr", ":8080"},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1}})
+		n.add(fast)
+		waitStatus(t, n.sink, fast.UID, 15*time.Second, "the other pod Ready while the pull runs", func(st corev1.PodStatus) bool {
+			return condition(st, corev1.PodReady) == corev1.ConditionTrue
+		})
+		st, _ := n.sink.get(slow.UID)
+		if running(st) {
+			t.Fatalf("the slow pod is already running; the test proved nothing: %s", describe(st))
+		}
+		if st.Phase != corev1.PodPending || st.ContainerStatuses[0].State.Waiting == nil {
+			t.Fatalf("a pod whose image is being pulled is reported Pending, waiting: %s", describe(st))
+		}
+		waitStatus(t, n.sink, slow.UID, 60*time.Second, "the slow pod Running once its pull ends", running)
+	})
+
 	t.Run("hostNetwork pods use the node's IP", func(t *testing.T) {
 		t.Parallel()
 		p := n.pod("hostnet", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"}})

@@ -214,6 +214,11 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 		}
 	}
 
+	if acts.CreateSandbox || len(acts.Start) > 0 {
+		// Pulls and sandbox set-up can take long: report the pod as it is
+		// now (e.g. Pending, ContainerCreating) before starting them.
+		w.report(pod, obs, w.waitingNow(acts.Waiting, volErr, pod), false)
+	}
 	changed := w.execute(ctx, sctx, pod, obs, &acts, vols)
 	if changed {
 		if obs, err = r.observe(ctx, w.uid); err != nil {
@@ -221,21 +226,7 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 		}
 	}
 
-	waitingNow := map[string]waiting{}
-	for k, v := range w.waiting {
-		waitingNow[k] = v
-	}
-	for k, v := range acts.Waiting {
-		waitingNow[k] = v
-	}
-	if volErr != nil {
-		for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
-			if _, ok := waitingNow[c.Name]; !ok {
-				waitingNow[c.Name] = waiting{Reason: "ContainerCreating", Message: volErr.Error()}
-			}
-		}
-	}
-	w.report(pod, obs, waitingNow, false)
+	w.report(pod, obs, w.waitingNow(acts.Waiting, volErr, pod), false)
 	w.ensureProbes(ctx, pod, obs)
 	w.rotateLogs(ctx, pod, obs)
 
@@ -264,6 +255,26 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 	}
 	w.failures = 0
 	return next, false
+}
+
+// waitingNow merges the reasons containers are held: errors from earlier
+// start attempts, back-off, and a volume failure.
+func (w *podWorker) waitingNow(held map[string]waiting, volErr error, pod *corev1.Pod) map[string]waiting {
+	out := map[string]waiting{}
+	for k, v := range w.waiting {
+		out[k] = v
+	}
+	for k, v := range held {
+		out[k] = v
+	}
+	if volErr != nil {
+		for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+			if _, ok := out[c.Name]; !ok {
+				out[c.Name] = waiting{Reason: "ContainerCreating", Message: volErr.Error()}
+			}
+		}
+	}
+	return out
 }
 
 // failed counts a failed sync and returns when to retry (1 s doubling to
