@@ -278,7 +278,7 @@ func (s *Sink) explain(err error) error {
 		case 1049:
 			return fmt.Errorf("mysql sink: database %q does not exist on %s: create it or fix mysqlClientConfig.database: %w", s.database, s.addr, err)
 		case 1044, 1142:
-			return fmt.Errorf("mysql sink: the user may not create tables or insert in %q: grant CREATE and INSERT on it: %w", s.database, err)
+			return fmt.Errorf("mysql sink: the user may not create tables or write rows in %q: grant CREATE, INSERT and UPDATE on it: %w", s.database, err)
 		}
 	}
 	return fmt.Errorf("mysql sink: writing to %s/%s: %w", s.addr, s.database, err)
