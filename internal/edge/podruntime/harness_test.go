@@ -135,6 +135,14 @@ func (s *recSink) Event(ref corev1.ObjectReference, eventType, reason, message s
 	s.events = append(s.events, fmt.Sprintf("%s %s %s %s: %s", ref.Namespace, ref.Name, eventType, reason, message))
 }
 
+func (s *recSink) rec() *recSink { return s }
+
+// recorder is a Sink whose reports can be queried.
+type recorder interface {
+	podruntime.Sink
+	rec() *recSink
+}
+
 func (s *recSink) get(uid types.UID) (corev1.PodStatus, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,7 +205,7 @@ func runtimeConfig(t *testing.T, e *env, name string) podruntime.Config {
 }
 
 // startRuntime runs a pod runtime until the test ends (or stop).
-func startRuntime(t testing.TB, cfg podruntime.Config, src *memSource, sink *recSink) *node {
+func startRuntime(t testing.TB, cfg podruntime.Config, src *memSource, sink recorder) *node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Metrics = reg
@@ -207,7 +215,7 @@ func startRuntime(t testing.TB, cfg podruntime.Config, src *memSource, sink *rec
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{name: cfg.NodeName, src: src, sink: sink, rt: rt, cfg: cfg, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	n := &node{name: cfg.NodeName, src: src, sink: sink.rec(), rt: rt, cfg: cfg, reg: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { n.done <- rt.Start(ctx) }()
 	t.Cleanup(func() {
 		n.stop()
