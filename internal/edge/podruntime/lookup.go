@@ -83,3 +83,38 @@ func (r *Runtime) Container(ctx context.Context, namespace, podName, container s
 	return ContainerRef{ID: c.ID, SandboxID: c.SandboxID, PodUID: uid, LogPath: st.LogPath,
 		Running: st.State == runtimeapi.ContainerState_CONTAINER_RUNNING}, nil
 }
+
+// RuntimeState is the CRI runtime's health for the node's status.
+type RuntimeState struct {
+	// Version is "<runtime>://<version>", e.g. "containerd://1.6.20".
+	Version string
+	// Ready is false when the runtime or its pod network is unusable (or
+	// unreachable); Reason says why.
+	Ready  bool
+	Reason string
+}
+
+// RuntimeState asks the CRI runtime for its version and conditions.
+func (r *Runtime) RuntimeState(ctx context.Context) RuntimeState {
+	v, err := r.cri.version(ctx)
+	if err != nil {
+		return RuntimeState{Reason: "container runtime unreachable: " + err.Error()}
+	}
+	st := RuntimeState{Version: v.RuntimeName + "://" + v.RuntimeVersion}
+	ctx, cancel := context.WithTimeout(ctx, criQuickTimeout)
+	defer cancel()
+	resp, err := r.cri.rt.Status(ctx, &runtimeapi.StatusRequest{})
+	if err != nil {
+		st.Reason = "container runtime status: " + err.Error()
+		return st
+	}
+	st.Ready = true
+	for _, c := range resp.GetStatus().GetConditions() {
+		if !c.Status {
+			st.Ready = false
+			st.Reason = fmt.Sprintf("%s is false: %s %s", c.Type, c.Reason, c.Message)
+			break
+		}
+	}
+	return st
+}

@@ -386,6 +386,14 @@ func TestPods(t *testing.T) {
 		waitStatus(t, n.sink, slow.UID, 60*time.Second, "the slow pod Running once its pull ends", running)
 	})
 
+	t.Run("runtime state for the node's status", func(t *testing.T) {
+		t.Parallel()
+		st := n.rt.RuntimeState(context.Background())
+		if !st.Ready || !strings.HasPrefix(st.Version, "containerd://1.") {
+			t.Fatalf("runtime state %+v", st)
+		}
+	})
+
 	t.Run("hostNetwork pods use the node's IP", func(t *testing.T) {
 		t.Parallel()
 		p := n.pod("hostnet", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"}})
