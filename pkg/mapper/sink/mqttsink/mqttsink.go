@@ -153,6 +153,10 @@ func New(cfg Config, opts Options) (*Sink, error) {
 		AddBroker(addr).
 		SetClientID(opts.ClientID).
 		SetCleanSession(true).
+		// MQTT 3.1.1, stated: left implicit, paho writes the version it
+		// settled on into its options, unlocked, after connecting, while
+		// its other goroutines read them.
+		SetProtocolVersion(4).
 		SetOrderMatters(false).
 		SetAutoReconnect(true).
 		SetConnectRetry(false). // the first connection is retried by connectLoop, which keeps the error
