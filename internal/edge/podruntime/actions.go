@@ -54,10 +54,11 @@ type podActions struct {
 type actionInput struct {
 	Pod *corev1.Pod
 	Obs *podObs
-	// LivenessFailed and StartupFailed are keyed by container ID.
-	LivenessFailed, StartupFailed map[string]bool
-	Now                           time.Time
-	Backoff                       BackoffPolicy
+	// LivenessFailed and StartupFailed are keyed by container ID, as is
+	// Started (startup probe passed).
+	LivenessFailed, StartupFailed, Started map[string]bool
+	Now                                    time.Time
+	Backoff                                BackoffPolicy
 }
 
 // containerHash is recorded on each container; a running container whose
@@ -131,10 +132,28 @@ func computeActions(in actionInput) (a podActions) {
 		return a
 	}
 
-	// Init containers, in order.
+	// Init containers, in order. Once a regular container has run in this
+	// sandbox the pod is initialized: only sidecars still need care.
+	initialized := false
+	for i := range pod.Spec.Containers {
+		if obs.newest(pod.Spec.Containers[i].Name, sb.ID, 0) != nil {
+			initialized = true
+		}
+	}
 	for i := range pod.Spec.InitContainers {
 		ic := &pod.Spec.InitContainers[i]
 		c := obs.newest(ic.Name, sb.ID, 0)
+		if isSidecar(ic) {
+			// A sidecar keeps running for the pod's life; the next init
+			// container waits only until it has started.
+			if !a.sidecar(in, ic, i, c) && !initialized {
+				return a
+			}
+			continue
+		}
+		if initialized {
+			continue
+		}
 		if c == nil {
 			a.start(in, ic.Name, true, i, false)
 			return a
@@ -163,6 +182,7 @@ func computeActions(in actionInput) (a podActions) {
 	}
 
 	keep := 0
+	sidecarStarts, sidecarWaits := len(a.Start), len(a.Waiting)
 	for i := range pod.Spec.Containers {
 		ct := &pod.Spec.Containers[i]
 		c := obs.newest(ct.Name, sb.ID, 0)
@@ -201,13 +221,53 @@ func computeActions(in actionInput) (a podActions) {
 			a.start(in, ct.Name, false, i, false)
 		}
 	}
-	if keep == 0 && len(a.Start) == 0 && len(a.Waiting) == 0 {
-		// Everything finished and nothing restarts: release the sandbox
-		// (and its IP).
+	if keep == 0 && len(a.Start) == sidecarStarts && len(a.Waiting) == sidecarWaits {
+		// Every regular container finished and none restarts: release
+		// the sandbox (and its IP); sidecars stop with it.
+		a.Start = nil
+		a.Waiting = map[string]waiting{}
 		a.Terminal = true
 		a.StopSandboxes = append(a.StopSandboxes, sb.ID)
 	}
 	return a
+}
+
+// isSidecar reports whether an init container is a sidecar (restartPolicy
+// Always): started in init order, then kept running for the pod's life.
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// sidecar handles one sidecar (its newest container in the current
+// sandbox is c) and reports whether it has started: running and past its
+// startup probe. An exited sidecar restarts, with back-off, whatever the
+// pod's restartPolicy.
+func (a *podActions) sidecar(in actionInput, spec *corev1.Container, index int, c *containerObs) bool {
+	switch {
+	case c == nil:
+		a.start(in, spec.Name, true, index, false)
+		return false
+	case c.State == stateRunning:
+		switch {
+		case c.Hash != containerHash(spec):
+			a.Kill = append(a.Kill, killAction{ContainerID: c.ID, Name: c.Name, Reason: "Killing",
+				Message: fmt.Sprintf("Container %s definition changed, will be restarted", spec.Name)})
+			return false
+		case in.LivenessFailed[c.ID]:
+			a.Kill = append(a.Kill, killAction{ContainerID: c.ID, Name: c.Name, Reason: "Killing",
+				Message: fmt.Sprintf("Container %s failed liveness probe, will be restarted", spec.Name)})
+			return false
+		case in.StartupFailed[c.ID]:
+			a.Kill = append(a.Kill, killAction{ContainerID: c.ID, Name: c.Name, Reason: "Killing",
+				Message: fmt.Sprintf("Container %s failed startup probe, will be restarted", spec.Name)})
+			return false
+		}
+		return spec.StartupProbe == nil || in.Started[c.ID]
+	case c.State == stateUnknown:
+		a.Kill = append(a.Kill, killAction{ContainerID: c.ID, Name: c.Name})
+	}
+	a.start(in, spec.Name, true, index, c.State == stateExited && c.Hash != containerHash(spec))
+	return false
 }
 
 // planNewSandbox handles a pod with no ready sandbox: a first start, a
@@ -254,6 +314,9 @@ func planNewSandbox(a *podActions, in actionInput, policy corev1.RestartPolicy, 
 // initDone reports whether every init container's newest run succeeded.
 func initDone(pod *corev1.Pod, obs *podObs) bool {
 	for i := range pod.Spec.InitContainers {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			continue
+		}
 		c := obs.newest(pod.Spec.InitContainers[i].Name, "", 0)
 		if c == nil || c.State != stateExited || c.ExitCode != 0 {
 			return false

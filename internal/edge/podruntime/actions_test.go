@@ -300,6 +300,54 @@ func TestComputeActions(t *testing.T) {
 	}
 }
 
+func TestSidecarActions(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	pod := func(policy corev1.RestartPolicy) *corev1.Pod {
+		p := testPod(policy, []string{"proxy", "setup"}, "main")
+		p.Spec.InitContainers[0].RestartPolicy = &always
+		return p
+	}
+	never := pod(corev1.RestartPolicyNever)
+	withStartup := pod(corev1.RestartPolicyAlways)
+	withStartup.Spec.InitContainers[0].StartupProbe = &corev1.Probe{}
+	cases := []struct {
+		name    string
+		pod     *corev1.Pod
+		obs     podObs
+		started map[string]bool
+		want    summary
+	}{
+		{"the sidecar starts first", never, podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}}, nil, summary{Start: []string{"proxy@0/0"}}},
+		{"a running sidecar lets the next init container start", never, podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
+			ctr(never, "c1", "s1", "proxy", 0, stateRunning, 0, 0, 0)}}, nil, summary{Start: []string{"setup@0/0"}}},
+		{"a sidecar's startup probe holds the next init container", withStartup, podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
+			ctr(withStartup, "c1", "s1", "proxy", 0, stateRunning, 0, 0, 0)}}, nil, summary{}},
+		{"…until it passes", withStartup, podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
+			ctr(withStartup, "c1", "s1", "proxy", 0, stateRunning, 0, 0, 0)}}, map[string]bool{"c1": true}, summary{Start: []string{"setup@0/0"}}},
+		{"after init, the regular container", never, podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
+			ctr(never, "c1", "s1", "proxy", 0, stateRunning, 0, 0, 0), ctr(never, "c2", "s1", "setup", 0, stateExited, 0, time.Second, 0)}},
+			nil, summary{Start: []string{"main@0/0"}}},
+		{"a sidecar that exits restarts even with restartPolicy Never", never, podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
+			ctr(never, "c3", "s1", "main", 0, stateRunning, 0, 0, 0),
+			ctr(never, "c1", "s1", "proxy", 0, stateExited, 1, time.Hour, 0), ctr(never, "c2", "s1", "setup", 0, stateExited, 0, time.Second, 0)}},
+			nil, summary{Start: []string{"proxy@1/0"}}},
+		{"the pod completes when the regular container does; the sidecar stops with the sandbox", never, podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
+			ctr(never, "c3", "s1", "main", 0, stateExited, 0, time.Second, 0),
+			ctr(never, "c1", "s1", "proxy", 0, stateRunning, 0, 0, 0), ctr(never, "c2", "s1", "setup", 0, stateExited, 0, time.Second, 0)}},
+			nil, summary{Terminal: true, Stop: []string{"s1"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := tc.obs
+			sortObs(&obs)
+			got := summarize(computeActions(actionInput{Pod: tc.pod, Obs: &obs, Now: t0.Add(2 * time.Hour), Backoff: BackoffPolicy{}.withDefaults(), Started: tc.started}))
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("\n got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestCrashLoopRequeueAt(t *testing.T) {
 	p := testPod(corev1.RestartPolicyAlways, nil, "a")
 	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{ctr(p, "c2", "s1", "a", 3, stateExited, 1, time.Second, 3)}}

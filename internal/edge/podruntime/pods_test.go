@@ -386,6 +386,34 @@ func TestPods(t *testing.T) {
 		waitStatus(t, n.sink, slow.UID, 60*time.Second, "the slow pod Running once its pull ends", running)
 	})
 
+	t.Run("a sidecar starts before, serves during and stops after the main container", func(t *testing.T) {
+		t.Parallel()
+		always := corev1.ContainerRestartPolicyAlways
+		p := n.pod("sidecar", corev1.Container{Name: "main", Image: e.images.App, Args: []string{"crash", "-after", "2s", "-code", "0"}})
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p.Spec.InitContainers = []corev1.Container{
+			{Name: "proxy", Image: e.images.App, Args: []string{"serve", "-addr", ":9090"}, RestartPolicy: &always,
+				StartupProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9090)}}, PeriodSeconds: 1}},
+			{Name: "setup", Image: e.images.App, Args: []string{"exit", "0"}},
+		}
+		n.add(p)
+		running := waitStatus(t, n.sink, p.UID, 60*time.Second, "main running beside the sidecar", func(st corev1.PodStatus) bool {
+			return len(st.ContainerStatuses) == 1 && st.ContainerStatuses[0].State.Running != nil
+		})
+		proxy := running.InitContainerStatuses[0]
+		if proxy.State.Running == nil || proxy.Started == nil || !*proxy.Started || running.Phase != corev1.PodRunning ||
+			condition(running, corev1.PodInitialized) != corev1.ConditionTrue {
+			t.Fatalf("while main runs: %s", describe(running))
+		}
+		if proxy.State.Running.StartedAt.After(running.ContainerStatuses[0].State.Running.StartedAt.Time) {
+			t.Fatalf("main started before its sidecar")
+		}
+		st := waitStatus(t, n.sink, p.UID, 60*time.Second, "Succeeded", func(st corev1.PodStatus) bool { return st.Phase == corev1.PodSucceeded })
+		if st.InitContainerStatuses[0].State.Terminated == nil {
+			t.Fatalf("the sidecar kept running after the pod completed: %s", describe(st))
+		}
+	})
+
 	t.Run("runtime state for the node's status", func(t *testing.T) {
 		t.Parallel()
 		st := n.rt.RuntimeState(context.Background())
@@ -409,24 +437,33 @@ func TestPods(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		sbCfg := &runtimeapi.PodSandboxConfig{
-			Metadata: &runtimeapi.PodSandboxMetadata{Name: "intruder", Namespace: "default", Uid: "intruder-uid"},
-			Linux:    &runtimeapi.LinuxPodSandboxConfig{CgroupParent: e.node.Instance.CgroupParent() + "/intruder"},
-		}
-		sb, err := c.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbCfg})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if _, err := c.img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: e.images.App}}); err != nil {
 			t.Fatal(err)
 		}
-		ctr, err := c.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: sbCfg,
-			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "intruder"}, Image: &runtimeapi.ImageSpec{Image: e.images.App}, Args: []string{"sleep"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
-			t.Fatal(err)
+		// The runtime may remove the sandbox before the container is in it
+		// (that is its job); try again until both exist.
+		var sb *runtimeapi.RunPodSandboxResponse
+		for attempt := 0; ; attempt++ {
+			sbCfg := &runtimeapi.PodSandboxConfig{
+				Metadata: &runtimeapi.PodSandboxMetadata{Name: "intruder", Namespace: "default", Uid: fmt.Sprintf("intruder-uid-%d", attempt)},
+				Linux:    &runtimeapi.LinuxPodSandboxConfig{CgroupParent: e.node.Instance.CgroupParent() + "/intruder"},
+			}
+			var err error
+			sb, err = c.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbCfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctr, err := c.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: sbCfg,
+				Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "intruder"}, Image: &runtimeapi.ImageSpec{Image: e.images.App}, Args: []string{"sleep"}}})
+			if err == nil {
+				_, err = c.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr.ContainerId})
+			}
+			if err == nil {
+				break
+			}
+			if attempt == 5 {
+				t.Fatalf("creating the intruder: %v", err)
+			}
 		}
 		created := time.Now()
 		waitFor(t, n.cfg.ReconcilePeriod+5*time.Second, "the ghost to be removed", func() (bool, string) {

@@ -86,8 +86,9 @@ func computeStatus(in statusInput) corev1.PodStatus {
 
 	initPending := false
 	for i := range pod.Spec.InitContainers {
-		cs := containerStatus(in, &pod.Spec.InitContainers[i], true, initPending)
-		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+		spec := &pod.Spec.InitContainers[i]
+		cs := containerStatus(in, spec, true, initPending)
+		if !initComplete(spec, &cs) {
 			initPending = true
 		}
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
@@ -173,7 +174,7 @@ func containerStatus(in statusInput, spec *corev1.Container, init, podInitializi
 		default:
 			cs.Ready = in.Ready[cur.ID]
 		}
-		if init {
+		if init && !isSidecar(spec) {
 			// An init container is never "ready"; it runs to completion.
 			cs.Ready = false
 		}
@@ -187,7 +188,7 @@ func containerStatus(in statusInput, spec *corev1.Container, init, podInitializi
 				cs.LastTerminationState.Terminated = terminated(in, prev)
 			}
 		}
-		if init && cur.ExitCode == 0 {
+		if init && !isSidecar(spec) && cur.ExitCode == 0 {
 			cs.Ready = true
 		}
 	default:
@@ -202,6 +203,16 @@ func containerStatus(in statusInput, spec *corev1.Container, init, podInitializi
 	}
 	cs.Started = ptr(started)
 	return cs
+}
+
+// initComplete reports whether an init container no longer holds up the
+// pod: a regular one succeeded, a sidecar runs and has started.
+func initComplete(spec *corev1.Container, cs *corev1.ContainerStatus) bool {
+	if isSidecar(spec) {
+		return cs.State.Running != nil && cs.Started != nil && *cs.Started
+	}
+	t := cs.State.Terminated
+	return t != nil && t.ExitCode == 0
 }
 
 func terminated(in statusInput, c *containerObs) *corev1.ContainerStateTerminated {
@@ -241,14 +252,16 @@ func ptr[T any](v T) *T { return &v }
 func podPhase(pod *corev1.Pod, initStatuses, statuses []corev1.ContainerStatus, terminating bool) corev1.PodPhase {
 	policy := restartPolicy(pod)
 	pendingInit := false
-	for _, cs := range initStatuses {
-		t := cs.State.Terminated
-		if t != nil && t.ExitCode == 0 {
+	for i, cs := range initStatuses {
+		spec := &pod.Spec.InitContainers[i]
+		if initComplete(spec, &cs) {
 			continue
 		}
+		t := cs.State.Terminated
 		failed := (t != nil && t.ExitCode != 0) ||
 			(cs.State.Waiting != nil && cs.LastTerminationState.Terminated != nil && cs.LastTerminationState.Terminated.ExitCode != 0)
-		if failed && (policy == corev1.RestartPolicyNever || terminating) {
+		// A failing sidecar restarts whatever the pod's policy.
+		if failed && !isSidecar(spec) && (policy == corev1.RestartPolicyNever || terminating) {
 			return corev1.PodFailed
 		}
 		pendingInit = true
@@ -333,9 +346,14 @@ func conditions(in statusInput, st *corev1.PodStatus, sb *sandboxObs, initialize
 
 	sandboxOK := sb != nil && sb.Ready && (pod.Spec.HostNetwork || len(sb.IPs) > 0)
 	var notInit, notReady []string
-	for _, cs := range st.InitContainerStatuses {
-		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+	for i, cs := range st.InitContainerStatuses {
+		spec := &pod.Spec.InitContainers[i]
+		if !initComplete(spec, &cs) {
 			notInit = append(notInit, cs.Name)
+		}
+		if isSidecar(spec) && !cs.Ready {
+			// Sidecars count towards readiness like regular containers.
+			notReady = append(notReady, cs.Name)
 		}
 	}
 	for _, cs := range st.ContainerStatuses {

@@ -240,3 +240,33 @@ func TestDeadlineExceeded(t *testing.T) {
 		t.Fatalf("after the report: phase %s reason %q", st.Phase, st.Reason)
 	}
 }
+
+func TestSidecarStatus(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	p := testPod(corev1.RestartPolicyNever, []string{"proxy"}, "main")
+	p.Spec.InitContainers[0].RestartPolicy = &always
+	p.Spec.InitContainers[0].ReadinessProbe = &corev1.Probe{}
+	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
+		ctr(p, "c2", "s1", "main", 0, stateRunning, 0, 0, 0), ctr(p, "c1", "s1", "proxy", 0, stateRunning, 0, 0, 0)}}
+	sortObs(&obs)
+	in := statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, RuntimeName: "containerd"}
+	st := computeStatus(in)
+	if st.Phase != corev1.PodRunning || cond(st, corev1.PodInitialized).Status != corev1.ConditionTrue {
+		t.Fatalf("a running sidecar: %s %v", st.Phase, st.Conditions)
+	}
+	if cond(st, corev1.PodReady).Status != corev1.ConditionFalse {
+		t.Fatal("an unready sidecar must hold the pod's readiness")
+	}
+	in.Ready = map[string]bool{"c1": true}
+	if st := computeStatus(in); cond(st, corev1.PodReady).Status != corev1.ConditionTrue || !st.InitContainerStatuses[0].Ready {
+		t.Fatalf("ready sidecar: %v", st.Conditions)
+	}
+	// The regular container finished; the sidecar was killed with the
+	// sandbox: the pod succeeded.
+	done := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{
+		ctr(p, "c2", "s1", "main", 0, stateExited, 0, time.Second, 0), ctr(p, "c1", "s1", "proxy", 0, stateExited, 137, time.Second, 0)}}
+	sortObs(&done)
+	if st := computeStatus(statusInput{Pod: p, Obs: &done, NodeIP: "192.0.2.1", Now: t0}); st.Phase != corev1.PodSucceeded {
+		t.Fatalf("phase %s, want Succeeded", st.Phase)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -188,6 +189,7 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 	acts := computeActions(actionInput{
 		Pod: decide, Obs: obs, Now: now, Backoff: r.cfg.CrashLoopBackOff,
 		LivenessFailed: w.probeFailed(obs, liveness), StartupFailed: w.probeFailed(obs, startup),
+		Started: w.probeStarted(obs),
 	})
 	if pod.Spec.ActiveDeadlineSeconds != nil && !acts.Terminal {
 		start := w.firstSeen
@@ -314,6 +316,17 @@ func (w *podWorker) probeFailed(obs *podObs, kind probeKind) map[string]bool {
 			continue
 		}
 		if r, ok := w.rt.probes.result(c.ID, kind); ok && r == resultFailure {
+			out[c.ID] = true
+		}
+	}
+	return out
+}
+
+// probeStarted returns the running containers whose startup probe passed.
+func (w *podWorker) probeStarted(obs *podObs) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range obs.Containers {
+		if r, ok := w.rt.probes.result(c.ID, startup); ok && r == resultSuccess && c.State == stateRunning {
 			out[c.ID] = true
 		}
 	}
@@ -461,10 +474,6 @@ func (w *podWorker) startContainer(ctx, sctx context.Context, pod *corev1.Pod, s
 	r := w.rt
 	spec, _ := specOf(pod, s.Name)
 	if spec == nil {
-		return false
-	}
-	if s.Init && spec.RestartPolicy != nil && *spec.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-		w.configFailed(s.Name, configErrorf("init container %s has restartPolicy Always (a sidecar); sidecar containers are not supported at the edge yet: run it as a regular container", s.Name))
 		return false
 	}
 	image, err := w.ensureImage(sctx, pod, spec, sbCfg)
@@ -651,13 +660,28 @@ func (w *podWorker) pull(ctx context.Context, image string, creds []*runtimeapi.
 	}
 }
 
-// killAll stops containers concurrently: each runs its preStop hook within
-// the grace period, then gets SIGTERM and, after the rest of the period,
-// SIGKILL. The grace period counts from the start of the pod's termination
-// when it is being deleted.
+// killAll stops containers: the regular ones concurrently, then the
+// sidecars one by one in reverse order (so a proxy or log shipper outlives
+// what it serves). Each runs its preStop hook within the grace period, then
+// gets SIGTERM and, after the rest of the period, SIGKILL. The grace period
+// counts from the start of the pod's termination when it is being deleted.
 func (w *podWorker) killAll(ctx context.Context, pod *corev1.Pod, obs *podObs, kills []killAction, graceSeconds int64) {
-	var wg sync.WaitGroup
+	sidecarOrder := map[string]int{}
+	for i := range pod.Spec.InitContainers {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			sidecarOrder[pod.Spec.InitContainers[i].Name] = i
+		}
+	}
+	var regular, sidecars []killAction
 	for _, k := range kills {
+		if _, ok := sidecarOrder[k.Name]; ok {
+			sidecars = append(sidecars, k)
+		} else {
+			regular = append(regular, k)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, k := range regular {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -665,6 +689,10 @@ func (w *podWorker) killAll(ctx context.Context, pod *corev1.Pod, obs *podObs, k
 		}()
 	}
 	wg.Wait()
+	sort.SliceStable(sidecars, func(i, j int) bool { return sidecarOrder[sidecars[i].Name] > sidecarOrder[sidecars[j].Name] })
+	for _, k := range sidecars {
+		w.kill(ctx, pod, obs, k, graceSeconds)
+	}
 }
 
 // minGrace is the least time a container gets after SIGTERM (the
@@ -914,7 +942,7 @@ func (w *podWorker) ensureProbes(ctx context.Context, pod *corev1.Pod, obs *podO
 				continue
 			}
 			spec, init := specOf(pod, c.Name)
-			if spec == nil || init {
+			if spec == nil || (init && !isSidecar(spec)) {
 				continue
 			}
 			targets = append(targets, probeTarget{PodUID: w.uid, Pod: w.name, Container: spec, ContainerID: c.ID, StartedAt: c.StartedAt, PodIP: ip})
