@@ -3,6 +3,8 @@ package containerd
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -58,7 +60,8 @@ func (i *Instance) CleanupHost() error {
 }
 
 // killShims sends SIGKILL to containerd shims started for socket (their
-// command line names it after -address).
+// command line names it after -address) and removes their sockets, which a
+// killed shim leaves in /run/containerd/s.
 func killShims(socket string) {
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
@@ -74,13 +77,27 @@ func killShims(socket string) {
 		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
 			continue
 		}
+		flags := map[string]string{}
 		for j := 0; j+1 < len(args); j++ {
-			if args[j] == "-address" && args[j+1] == socket {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				break
+			if strings.HasPrefix(args[j], "-") {
+				flags[args[j]] = args[j+1]
 			}
 		}
+		if flags["-address"] != socket {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		if flags["-namespace"] != "" && flags["-id"] != "" {
+			os.Remove(shimSocket(socket, flags["-namespace"], flags["-id"]))
+		}
 	}
+}
+
+// shimSocket is where containerd (1.6, 1.7) puts the socket of the shim
+// for a task: /run/containerd/s/ and the SHA-256 of address/namespace/id.
+func shimSocket(address, namespace, id string) string {
+	sum := sha256.Sum256([]byte(filepath.Join(address, namespace, id)))
+	return filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:]))
 }
 
 // unmountUnder detaches every mount point below dir, deepest first.
