@@ -22,6 +22,12 @@
 //     Sink methods are called from per-pod goroutines and must not block
 //     for long.
 //
+// Container locates a pod's CRI container (ID, sandbox, log file) for the
+// logs/exec tunnel; RuntimeState reports the runtime's version and
+// readiness for the node status; UnmountVolumes is for tools that tear a
+// node down (secret and projected volumes are tmpfs mounts that outlive
+// the process, like the pods).
+//
 // Start runs until its context ends and does not stop pods when it returns:
 // they keep running while verge-edge restarts. A new Runtime adopts them:
 // sandboxes and containers carry labels with the pod's UID, name, namespace
@@ -41,8 +47,8 @@
 //
 // The runtime also owns Config.RootDir/pods/<uid> (volumes, termination
 // message files), Config.PodLogDir/<namespace>_<name>_<uid> (CRI logs,
-// <container>/<restartCount>.log as the kubelet lays them out) and the
-// cgroups under Config.CgroupParent.
+// <container>/<restartCount>.log as the kubelet lays them out, rotated by
+// size) and the cgroups under Config.CgroupParent.
 //
 // # Structure
 //
