@@ -150,6 +150,11 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(64<<20),
+		// Thousands of mostly idle node connections: per-connection
+		// transport buffers dominate memory, and edge links are slow.
+		grpc.ReadBufferSize(8<<10),
+		grpc.WriteBufferSize(8<<10),
+		grpc.SharedWriteBuffer(true),
 	)
 	syncpb.RegisterHubServer(s.grpc, &hubService{s: s})
 	syncpb.RegisterBootstrapServer(s.grpc, &bootstrapService{s: s})

@@ -73,6 +73,11 @@ type Config struct {
 	Store       Store
 	// AgentVersion is sent in Hello.
 	AgentVersion string
+	// Labels are the node's join labels, sent in Hello.
+	Labels map[string]string
+	// OnConnect runs at the start of each session, after the cloud's
+	// Welcome (e.g. to queue a fresh node status).
+	OnConnect func()
 	// Applied is called after each committed batch with the keys it
 	// changed, and with synced=true once the connect-time resync is done.
 	Applied func(keys []string, synced bool)
@@ -111,6 +116,9 @@ func New(cfg Config) *Client {
 	}
 	if cfg.Applied == nil {
 		cfg.Applied = func([]string, bool) {}
+	}
+	if cfg.OnConnect == nil {
+		cfg.OnConnect = func() {}
 	}
 	return &Client{cfg: cfg, metrics: newMetrics(cfg.Registry), kick: make(chan struct{}, 1)}
 }
@@ -211,7 +219,7 @@ func (c *Client) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the store's inventory: %w", err)
 	}
-	hello := &syncpb.Hello{ProtocolVersion: ProtocolVersion, AgentVersion: c.cfg.AgentVersion, Inventory: make([]*syncpb.InventoryEntry, 0, len(inv))}
+	hello := &syncpb.Hello{ProtocolVersion: ProtocolVersion, AgentVersion: c.cfg.AgentVersion, NodeLabels: c.cfg.Labels, Inventory: make([]*syncpb.InventoryEntry, 0, len(inv))}
 	for _, m := range inv {
 		hello.Inventory = append(hello.Inventory, &syncpb.InventoryEntry{Key: m.Key, Uid: m.UID, ResourceVersion: m.ResourceVersion})
 	}
@@ -235,6 +243,7 @@ func (c *Client) session(ctx context.Context) error {
 	}
 	c.setConnected(true, false)
 	c.cfg.Logger.Info("connected to the cloud", "node", welcome.NodeName, "inventory", len(inv))
+	c.cfg.OnConnect()
 
 	s := &linkSession{c: c, stream: stream, recv: downsync.NewReceiver(), up: upsync.NewSender(c.cfg.ReportWindow),
 		heard: make(chan struct{}, 1), results: make(chan []*syncpb.ReportResult, 16)}
