@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/verge-edge/verge/internal/protocol/objkey"
 )
 
 const byNodeName = "spec.nodeName"
@@ -31,7 +33,7 @@ func (c *informerCache) PodsOnNode(node string) []*corev1.Pod {
 }
 
 func (c *informerCache) Object(key string) (runtime.Object, bool) {
-	resource, ns, name, err := SplitKey(key)
+	resource, ns, name, err := objkey.Split(key)
 	if err != nil {
 		return nil, false
 	}
@@ -156,8 +158,8 @@ func onObject(v *View, resource string, obj any, deleted bool) {
 	}
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
 	if deleted {
-		v.OnObject(Key(resource, ns, name), nil)
+		v.OnObject(objkey.Key(resource, ns, name), nil)
 		return
 	}
-	v.OnObject(Key(resource, ns, name), o)
+	v.OnObject(objkey.Key(resource, ns, name), o)
 }

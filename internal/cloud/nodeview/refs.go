@@ -1,37 +1,22 @@
 package nodeview
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/objkey"
 )
 
-// Resource names used in keys ("<resource>/<namespace>/<name>").
+// Resource names used in keys (see objkey).
 const (
-	Pods                  = "pods"
-	ConfigMaps            = "configmaps"
-	Secrets               = "secrets"
-	ServiceAccountTokens  = "serviceaccounttokens"
+	Pods                  = objkey.Pods
+	ConfigMaps            = objkey.ConfigMaps
+	Secrets               = objkey.Secrets
+	ServiceAccountTokens  = objkey.ServiceAccountTokens
 	defaultTokenAudiences = ""
 )
-
-// Key builds an object key.
-func Key(resource, namespace, name string) string {
-	return resource + "/" + namespace + "/" + name
-}
-
-// SplitKey parses a key built by Key.
-func SplitKey(key string) (resource, namespace, name string, err error) {
-	parts := strings.SplitN(key, "/", 3)
-	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
-		return "", "", "", fmt.Errorf("malformed object key %q", key)
-	}
-	return parts[0], parts[1], parts[2], nil
-}
 
 // Rank orders keys so that what a pod needs arrives before the pod and is
 // deleted after it.
@@ -65,15 +50,6 @@ type TokenRequest struct {
 	ExpirationSeconds              int64
 }
 
-// TokenName names the token object for a pod and request: stable for the
-// same pod and request, different across pods.
-func TokenName(pod string, audiences []string, expirationSeconds int64) string {
-	a := append([]string(nil), audiences...)
-	sort.Strings(a)
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s|%d", strings.Join(a, ","), expirationSeconds)))
-	return pod + "." + hex.EncodeToString(sum[:6])
-}
-
 // References lists the keys of the ConfigMaps and Secrets a pod uses
 // (volumes, projected sources, env, envFrom, image pull secrets) and the
 // service-account tokens its projected volumes request. Sorted, no
@@ -85,7 +61,7 @@ func References(pod *corev1.Pod) (objects []string, tokens []TokenRequest) {
 		if name == "" {
 			return
 		}
-		k := Key(resource, ns, name)
+		k := objkey.Key(resource, ns, name)
 		if !seen[k] {
 			seen[k] = true
 			objects = append(objects, k)
@@ -118,7 +94,7 @@ func References(pod *corev1.Pod) (objects []string, tokens []TokenRequest) {
 					if src.ServiceAccountToken.Audience != "" {
 						aud = []string{src.ServiceAccountToken.Audience}
 					}
-					name := TokenName(pod.Name, aud, exp)
+					name := objkey.TokenName(pod.Name, aud, exp)
 					if !seenTok[name] {
 						seenTok[name] = true
 						tokens = append(tokens, TokenRequest{Namespace: ns, Pod: pod.Name, ServiceAccount: sa, Audiences: aud, ExpirationSeconds: exp})
@@ -154,7 +130,7 @@ func References(pod *corev1.Pod) (objects []string, tokens []TokenRequest) {
 	}
 	sort.Strings(objects)
 	sort.Slice(tokens, func(i, j int) bool {
-		return TokenName(tokens[i].Pod, tokens[i].Audiences, tokens[i].ExpirationSeconds) < TokenName(tokens[j].Pod, tokens[j].Audiences, tokens[j].ExpirationSeconds)
+		return objkey.TokenName(tokens[i].Pod, tokens[i].Audiences, tokens[i].ExpirationSeconds) < objkey.TokenName(tokens[j].Pod, tokens[j].Audiences, tokens[j].ExpirationSeconds)
 	})
 	return objects, tokens
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/verge-edge/verge/internal/protocol/downsync"
+	"github.com/verge-edge/verge/internal/protocol/objkey"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 )
 
@@ -52,7 +53,7 @@ func NewMinter(client kubernetes.Interface, logger *slog.Logger) *Minter {
 // Want asks for a token for a pod's volume on node, first minted at
 // notBefore; deliver receives each minted version.
 func (m *Minter) Want(node, podUID string, req TokenRequest, notBefore time.Time, deliver func(downsync.Object)) {
-	key := Key(ServiceAccountTokens, req.Namespace, TokenName(req.Pod, req.Audiences, req.ExpirationSeconds))
+	key := objkey.Key(ServiceAccountTokens, req.Namespace, objkey.TokenName(req.Pod, req.Audiences, req.ExpirationSeconds))
 	id := node + " " + key
 	m.mu.Lock()
 	m.entries[id] = &tokenEntry{node: node, key: key, podUID: podUID, req: req, deliver: deliver}

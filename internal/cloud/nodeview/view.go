@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/verge-edge/verge/internal/protocol/downsync"
+	"github.com/verge-edge/verge/internal/protocol/objkey"
 )
 
 // Sink receives a node's view changes (a session's downsync.Sender).
@@ -162,14 +163,14 @@ func (v *View) SetHorizon(class string, rv uint64) {
 	}
 }
 
-func podKey(p *corev1.Pod) string { return Key(Pods, p.Namespace, p.Name) }
+func podKey(p *corev1.Pod) string { return objkey.Key(Pods, p.Namespace, p.Name) }
 
 func (v *View) addPodLocked(node string, s *subscription, pod *corev1.Pod) {
 	key := podKey(pod)
 	objects, tokens := References(pod)
 	refs := podRefs{objects: objects}
 	for _, t := range tokens {
-		refs.tokens = append(refs.tokens, Key(ServiceAccountTokens, t.Namespace, TokenName(t.Pod, t.Audiences, t.ExpirationSeconds)))
+		refs.tokens = append(refs.tokens, objkey.Key(ServiceAccountTokens, t.Namespace, objkey.TokenName(t.Pod, t.Audiences, t.ExpirationSeconds)))
 	}
 	old, had := s.pods[key]
 	s.pods[key] = refs

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/verge-edge/verge/internal/protocol/downsync"
+	"github.com/verge-edge/verge/internal/protocol/objkey"
 )
 
 type fakeCache struct {
@@ -44,7 +45,7 @@ type fakeTokens struct {
 
 func (f *fakeTokens) Want(node, podUID string, req TokenRequest, notBefore time.Time, deliver func(downsync.Object)) {
 	f.notBefore = notBefore
-	key := Key(ServiceAccountTokens, req.Namespace, TokenName(req.Pod, req.Audiences, req.ExpirationSeconds))
+	key := objkey.Key(ServiceAccountTokens, req.Namespace, objkey.TokenName(req.Pod, req.Audiences, req.ExpirationSeconds))
 	f.wanted[node+" "+key] = func(o downsync.Object) {
 		o.Key, o.Version.UID = key, podUID
 		deliver(o)
@@ -180,7 +181,7 @@ func TestViewTokens(t *testing.T) {
 	v := New(cache, tokens)
 	r := &recorder{}
 	v.Subscribe("edge-1", r, nil)
-	tokenKey := Key(ServiceAccountTokens, "ns", TokenName("a", nil, 3607))
+	tokenKey := objkey.Key(ServiceAccountTokens, "ns", objkey.TokenName("a", nil, 3607))
 	deliver := tokens.wanted["edge-1 "+tokenKey]
 	deliver(downsync.Object{Version: downsync.Version{ResourceVersion: "1"}})
 	if got := r.take(); got != "pending "+tokenKey+"\nset pods/ns/a@10\nset "+tokenKey+"@1" {
@@ -220,7 +221,7 @@ func TestHeldTokenIsNotMintedAgain(t *testing.T) {
 	p := pod("a", "edge-1", "10", withToken)
 	tokens := &fakeTokens{wanted: map[string]func(downsync.Object){}}
 	v := New(&fakeCache{pods: []*corev1.Pod{p}}, tokens)
-	key := Key(ServiceAccountTokens, "ns", TokenName("a", nil, 3600))
+	key := objkey.Key(ServiceAccountTokens, "ns", objkey.TokenName("a", nil, 3600))
 	expiry := time.Unix(1_900_000_000, 0)
 	v.Subscribe("edge-1", &recorder{}, []downsync.Meta{{Key: key, Version: downsync.Version{UID: "u-a", ResourceVersion: fmt.Sprint(expiry.Unix())}}})
 	if want := expiry.Add(-720 * time.Second); !tokens.notBefore.Equal(want) {
@@ -311,11 +312,11 @@ func TestReferences(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	r, ns, n, err := SplitKey(Key(Pods, "ns", "web-1"))
+	r, ns, n, err := objkey.Split(objkey.Key(Pods, "ns", "web-1"))
 	if err != nil || r != Pods || ns != "ns" || n != "web-1" {
 		t.Fatalf("SplitKey: %s %s %s %v", r, ns, n, err)
 	}
-	if _, _, _, err := SplitKey("pods/only"); err == nil {
+	if _, _, _, err := objkey.Split("pods/only"); err == nil {
 		t.Error("malformed key accepted")
 	}
 	for _, dep := range []string{"secrets/a/b", "configmaps/a/b", "serviceaccounttokens/a/b"} {
@@ -326,7 +327,7 @@ func TestKeys(t *testing.T) {
 	if Class("serviceaccounttokens/a/b") != "" || Class("pods/a/b") != "pods" {
 		t.Error("class")
 	}
-	if TokenName("p", []string{"b", "a"}, 10) != TokenName("p", []string{"a", "b"}, 10) || TokenName("p", nil, 10) == TokenName("p", nil, 11) {
+	if objkey.TokenName("p", []string{"b", "a"}, 10) != objkey.TokenName("p", []string{"a", "b"}, 10) || objkey.TokenName("p", nil, 10) == objkey.TokenName("p", nil, 11) {
 		t.Error("token names must be stable per request and differ across requests")
 	}
 }
