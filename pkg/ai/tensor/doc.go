@@ -13,6 +13,7 @@
 //     (encoding/json rejects a document containing them before it gets
 //     there), so a caller must still reject them with CheckFinite; encoding
 //     refuses them.
+//
 //   - Binary: little-endian, for peers that negotiated it (see package
 //     federated):
 //

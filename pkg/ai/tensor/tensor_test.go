@@ -64,21 +64,21 @@ func TestDecodeNonFiniteThenCheck(t *testing.T) {
 
 func TestDecodeRejects(t *testing.T) {
 	for _, in := range []string{
-		`[[[1,2],[3]]]`,     // ragged
-		`[[[1,2],3]]`,       // number where a list was
-		`[[1,[2]]]`,         // list where a number was
-		`[[[],[1]]]`,        // empty among non-empty
-		`[[1,2]`,            // truncated
-		`[["a"]]`,           // string
-		`[[1 2]]`,           // missing comma
-		`[[01]]`,            // not JSON number grammar
-		`[[1,]]`,            // trailing comma
-		`{"a":1}`,           // not a list
-		`[[1]] x`,           // trailing garbage
-		`[[true]]`,          // boolean
-		`[[1e]]`,            // bad exponent
-		`[[-]]`,             // lone sign
-		`[[null]]`,          // null element
+		`[[[1,2],[3]]]`, // ragged
+		`[[[1,2],3]]`,   // number where a list was
+		`[[1,[2]]]`,     // list where a number was
+		`[[[],[1]]]`,    // empty among non-empty
+		`[[1,2]`,        // truncated
+		`[["a"]]`,       // string
+		`[[1 2]]`,       // missing comma
+		`[[01]]`,        // not JSON number grammar
+		`[[1,]]`,        // trailing comma
+		`{"a":1}`,       // not a list
+		`[[1]] x`,       // trailing garbage
+		`[[true]]`,      // boolean
+		`[[1e]]`,        // bad exponent
+		`[[-]]`,         // lone sign
+		`[[null]]`,      // null element
 		`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`, // too deep
 	} {
 		var w Weights
