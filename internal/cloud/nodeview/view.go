@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/verge-edge/verge/internal/protocol/downsync"
@@ -119,10 +120,13 @@ func (v *View) Subscribed() int {
 
 // OnPod applies a pod informer event; old or new is nil for add/delete.
 func (v *View) OnPod(old, new *corev1.Pod) {
-	if old != nil && new != nil && StatusOnly(old, new) {
-		// Mostly the node's own status report coming back: sending it
-		// would double the traffic for nothing. The node keeps the pod at
-		// the version it has; the next real change carries everything.
+	if old != nil && new != nil && StatusOnly(old, new) && StatusWrittenByNode(new) {
+		// The node's own status report coming back: sending it would
+		// double the traffic for nothing. The node keeps the pod at the
+		// version it has; the next real change carries everything. A
+		// status someone else wrote (the node lifecycle controller marking
+		// the pod not ready while the link was down, say) is sent, so the
+		// node can put its own view back.
 		return
 	}
 	v.mu.Lock()
@@ -210,6 +214,32 @@ func StatusOnly(old, new *corev1.Pod) bool {
 	om.ResourceVersion, nm.ResourceVersion = "", ""
 	om.ManagedFields, nm.ManagedFields = nil, nil
 	return apiequality.Semantic.DeepEqual(om, nm)
+}
+
+// NodeFieldManager is the field manager of the status writes verge-cloud
+// makes on a node's behalf (see package reports).
+const NodeFieldManager = "verge-edge"
+
+// StatusWrittenByNode reports whether the pod's status was last written by
+// its node: the newest status entry in managedFields is the node's. When
+// another manager wrote in the same second, it is not (sending a pod once
+// too often is harmless; missing someone else's write is not).
+func StatusWrittenByNode(p *corev1.Pod) bool {
+	var latest *metav1.ManagedFieldsEntry
+	tie := false
+	for i := range p.ManagedFields {
+		e := &p.ManagedFields[i]
+		if e.Subresource != "status" || e.Time == nil {
+			continue
+		}
+		switch {
+		case latest == nil || e.Time.After(latest.Time.Time):
+			latest, tie = e, false
+		case e.Time.Equal(latest.Time) && e.Manager != latest.Manager:
+			tie = true
+		}
+	}
+	return latest != nil && !tie && latest.Manager == NodeFieldManager
 }
 
 // deliverToken passes a minted token to the node if it still wants it (the

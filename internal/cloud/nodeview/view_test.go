@@ -246,9 +246,30 @@ func TestStatusOnlyUpdatesAreNotSent(t *testing.T) {
 	statusOnly := p.DeepCopy()
 	statusOnly.ResourceVersion = "11"
 	statusOnly.Status.Phase = corev1.PodRunning
+	t0 := metav1.NewTime(time.Unix(1000, 0))
+	statusOnly.ManagedFields = []metav1.ManagedFieldsEntry{
+		{Manager: "kube-controller-manager", Subresource: "status", Time: &t0},
+		{Manager: NodeFieldManager, Subresource: "status", Time: ptr.To(metav1.NewTime(t0.Add(time.Second)))},
+		{Manager: "kubectl", Time: ptr.To(metav1.NewTime(t0.Add(time.Hour)))}, // a spec write, not status
+	}
 	v.OnPod(p, statusOnly)
 	if got := r.take(); got != "" {
-		t.Fatalf("a status-only update was sent: %s", got)
+		t.Fatalf("the node's own status coming back was sent: %s", got)
+	}
+	// The node lifecycle controller marks the pod not ready while the link
+	// is down: the node must hear of it to put its own status back.
+	markedNotReady := statusOnly.DeepCopy()
+	markedNotReady.ResourceVersion = "11"
+	markedNotReady.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+	markedNotReady.ManagedFields[0].Time = ptr.To(metav1.NewTime(t0.Add(time.Minute)))
+	v.OnPod(statusOnly, markedNotReady)
+	if got := r.take(); got != "set pods/ns/a@11" {
+		t.Fatalf("a status written by another controller must be sent: %q", got)
+	}
+	sameSecond := markedNotReady.DeepCopy()
+	sameSecond.ManagedFields[1].Time = sameSecond.ManagedFields[0].Time
+	if StatusWrittenByNode(sameSecond) {
+		t.Errorf("a status written by the node and another manager in the same second counts as the node's alone")
 	}
 	labelled := statusOnly.DeepCopy()
 	labelled.ResourceVersion = "12"

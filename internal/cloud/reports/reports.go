@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/verge-edge/verge/internal/cloud/nodeview"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 )
@@ -75,7 +76,7 @@ func (a *Applier) apply(ctx context.Context, node string, r *syncpb.Report) erro
 			return deny("node %s may not report the status of node %s", node, n.Name)
 		}
 		return a.patchStatus(ctx, func(body []byte) error {
-			_, err := a.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "verge-edge"}, "status")
+			_, err := a.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, body, metav1.PatchOptions{FieldManager: nodeview.NodeFieldManager}, "status")
 			if apierrors.IsNotFound(err) {
 				// The Node is created when the node connects; its first
 				// status can overtake that.
@@ -101,7 +102,7 @@ func (a *Applier) apply(ctx context.Context, node string, r *syncpb.Report) erro
 		// Strategic merge keeps conditions other controllers own (keyed by
 		// type) and the uid makes the patch fail on a recreated pod.
 		return a.patchStatus(ctx, func(body []byte) error {
-			_, err := a.Kube.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{FieldManager: "verge-edge"}, "status")
+			_, err := a.Kube.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{FieldManager: nodeview.NodeFieldManager}, "status")
 			return err
 		}, map[string]any{"metadata": map[string]any{"uid": p.UID}, "status": p.Status})
 	case wire.ReportEvent:

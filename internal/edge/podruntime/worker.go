@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ type podWorker struct {
 	firstSeen   time.Time
 	deadline    bool              // activeDeadlineSeconds passed: stopped for good
 	last        *corev1.PodStatus // last reported status (or the stored one)
+	seenVersion string            // resourceVersion of the desired pod last compared with last
 	waiting     map[string]waiting
 	pulls       map[string]pullBackoff // by image
 	sandbox     pullBackoff            // failed sandbox creations
@@ -57,6 +59,7 @@ func newPodWorker(r *Runtime, p *corev1.Pod) *podWorker {
 	}
 	st := p.Status.DeepCopy()
 	w.last = st
+	w.seenVersion = p.ResourceVersion
 	return w
 }
 
@@ -840,27 +843,59 @@ func (w *podWorker) report(pod *corev1.Pod, obs *podObs, waitingNow map[string]w
 		NodeIP: r.cfg.NodeIP, FirstSeen: w.firstSeen, Now: r.cfg.Clock.Now(), RuntimeName: r.runtimeNameOrDefault(),
 		Terminating: terminating, DeadlineExceeded: w.deadline,
 	})
-	if apiequality.Semantic.DeepEqual(&st, w.last) {
+	// The cloud sends a pod whose status someone else changed (the node
+	// lifecycle controller marks pods not ready while the link is down):
+	// when the API's view of what this node owns differs from what it
+	// reported, report again even if nothing changed here.
+	stale := false
+	if pod.ResourceVersion != w.seenVersion {
+		w.seenVersion = pod.ResourceVersion
+		stale = nodeOwnedDiffers(&pod.Status, w.last)
+	}
+	if !stale && apiequality.Semantic.DeepEqual(&st, w.last) {
 		return
 	}
 	w.last = st.DeepCopy()
 	r.sink.PodStatus(w.name, w.uid, st)
 }
 
+// nodeOwnedConditions are the pod conditions the node sets; others belong
+// to other controllers.
+var nodeOwnedConditions = []corev1.PodConditionType{corev1.PodReadyToStartContainers, corev1.PodInitialized, corev1.PodReady, corev1.ContainersReady}
+
+// nodeOwnedDiffers reports whether the phase or a node-owned condition of
+// api (the status the API server holds) differs from ours.
+func nodeOwnedDiffers(api, ours *corev1.PodStatus) bool {
+	if api.Phase != ours.Phase {
+		return true
+	}
+	status := func(s *corev1.PodStatus, t corev1.PodConditionType) corev1.ConditionStatus {
+		for _, c := range s.Conditions {
+			if c.Type == t {
+				return c.Status
+			}
+		}
+		return ""
+	}
+	for _, t := range nodeOwnedConditions {
+		if status(api, t) != status(ours, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // mergeConditions takes the node-owned conditions from ours and every other
 // condition from theirs (the Source's pod).
 func mergeConditions(ours, theirs []corev1.PodCondition) []corev1.PodCondition {
-	owned := map[corev1.PodConditionType]bool{
-		corev1.PodReadyToStartContainers: true, corev1.PodInitialized: true, corev1.PodReady: true, corev1.ContainersReady: true,
-	}
 	var out []corev1.PodCondition
 	for _, c := range ours {
-		if owned[c.Type] {
+		if slices.Contains(nodeOwnedConditions, c.Type) {
 			out = append(out, c)
 		}
 	}
 	for _, c := range theirs {
-		if !owned[c.Type] {
+		if !slices.Contains(nodeOwnedConditions, c.Type) {
 			out = append(out, c)
 		}
 	}
