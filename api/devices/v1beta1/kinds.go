@@ -3,7 +3,10 @@ package v1beta1
 import "k8s.io/apimachinery/pkg/runtime"
 
 // knownTypes lists every kind (and its List) served in this group version.
-// Kinds arrive with the capability that needs them.
 func knownTypes() []runtime.Object {
-	return nil
+	return []runtime.Object{
+		&DeviceModel{}, &DeviceModelList{},
+		&Device{}, &DeviceList{},
+		&DeviceStatus{}, &DeviceStatusList{},
+	}
 }
