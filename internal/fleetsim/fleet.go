@@ -161,7 +161,7 @@ func (f *Fleet) applied(n *Node, keys []string, _ bool) {
 			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}, {Type: corev1.ContainersReady, Status: corev1.ConditionTrue}},
 			StartTime:  ptrTime(metav1.Now()),
 		}}
-		if _, data, _, err := wire.Encode(status); err == nil {
+		if _, data, err := wire.Marshal(status); err == nil {
 			n.Store.Enqueue(k, wire.ReportPodStatus, data)
 			kicked = true
 		}
@@ -184,7 +184,7 @@ func (n *Node) reportNode() {
 			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
 		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: version.Version + "-fleetsim", OperatingSystem: "linux", Architecture: "amd64", ContainerRuntimeVersion: "simulated://0"},
 	}}
-	if _, data, _, err := wire.Encode(node); err == nil {
+	if _, data, err := wire.Marshal(node); err == nil {
 		n.Store.Enqueue("nodes//"+n.Name, wire.ReportNodeStatus, data)
 		n.Client.Kick()
 	}

@@ -40,10 +40,21 @@ type protoMarshaler interface {
 	Marshal() ([]byte, error)
 }
 
-// Encode serialises body for the wire. Server-side-apply bookkeeping
-// (metadata.managedFields) is left out: nodes never use it, and it is often
-// the larger part of an object.
+// Encode serialises body for the wire (Marshal, then compression where it
+// pays off).
 func Encode(body any) (syncpb.Encoding, []byte, bool, error) {
+	enc, data, err := Marshal(body)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	return EncodeRaw(enc, data)
+}
+
+// Marshal serialises body uncompressed, in the encoding its type travels
+// in (what a store keeps; EncodeRaw compresses it for sending).
+// Server-side-apply bookkeeping (metadata.managedFields) is left out: nodes
+// never use it, and it is often the larger part of an object.
+func Marshal(body any) (syncpb.Encoding, []byte, error) {
 	body = withoutManagedFields(body)
 	var (
 		enc  syncpb.Encoding
@@ -59,9 +70,9 @@ func Encode(body any) (syncpb.Encoding, []byte, bool, error) {
 		data, err = json.Marshal(b)
 	}
 	if err != nil {
-		return 0, nil, false, fmt.Errorf("encoding %T: %w", body, err)
+		return 0, nil, fmt.Errorf("encoding %T: %w", body, err)
 	}
-	return EncodeRaw(enc, data)
+	return enc, data, nil
 }
 
 // withoutManagedFields returns body, or a shallow copy of it without
