@@ -40,7 +40,7 @@
 //
 // where header is the JSON message without its weights ("weights": null)
 // and weights is tensor's binary encoding (little-endian float32 with
-// shapes): a quarter of the JSON size or less, and no float parsing.
+// shapes): about a third of the JSON size, and no number parsing.
 // Everything else, and everything to or from Sedna peers, stays JSON.
 //
 // # Rounds
