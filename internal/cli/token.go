@@ -60,7 +60,7 @@ prints it with the hash of the Verge CA, which joining nodes pin.`,
 			if err != nil {
 				return fmt.Errorf("the Verge CA Secret is damaged: %w", err)
 			}
-			t, err := jointoken.Create(ctx, cs, pki.Hash(ca), jointoken.Options{TTL: ttl, MaxUses: uses, Description: description}, time.Now())
+			t, err := jointoken.Create(ctx, cs.CoreV1().Secrets(jointoken.SecretNamespace), pki.Hash(ca), jointoken.Options{TTL: ttl, MaxUses: uses, Description: description}, time.Now())
 			if err != nil {
 				return err
 			}

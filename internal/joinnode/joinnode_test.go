@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func newToken(t *testing.T, c *cloudtest.Cloud) string {
 	t.Helper()
-	tok, err := jointoken.Create(context.Background(), c.Kube, pki.Hash(c.CA.Cert), jointoken.Options{TTL: time.Hour}, time.Now())
+	tok, err := jointoken.Create(context.Background(), c.Kube.CoreV1().Secrets(jointoken.SecretNamespace), pki.Hash(c.CA.Cert), jointoken.Options{TTL: time.Hour}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

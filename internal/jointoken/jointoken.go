@@ -28,7 +28,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Secret layout, as Kubernetes' bootstrap tokens define it.
@@ -88,6 +87,16 @@ func Parse(s string) (Token, error) {
 	return Token{ID: id, Secret: secret, CAHash: parts[2]}, nil
 }
 
+// Secrets is where token Secrets live: the kube-system Secrets of the
+// cluster (client-go's CoreV1().Secrets(SecretNamespace) is one). An
+// interface, so that the edge, which only parses tokens, links no API
+// client.
+type Secrets interface {
+	Create(ctx context.Context, s *corev1.Secret, o metav1.CreateOptions) (*corev1.Secret, error)
+	Get(ctx context.Context, name string, o metav1.GetOptions) (*corev1.Secret, error)
+	Update(ctx context.Context, s *corev1.Secret, o metav1.UpdateOptions) (*corev1.Secret, error)
+}
+
 // Options for a new token.
 type Options struct {
 	TTL         time.Duration
@@ -96,7 +105,7 @@ type Options struct {
 }
 
 // Create makes a new token Secret and returns the token for caHash.
-func Create(ctx context.Context, cs kubernetes.Interface, caHash string, o Options, now time.Time) (Token, error) {
+func Create(ctx context.Context, secrets Secrets, caHash string, o Options, now time.Time) (Token, error) {
 	if o.TTL <= 0 {
 		return Token{}, errors.New("token TTL must be positive")
 	}
@@ -125,7 +134,7 @@ func Create(ctx context.Context, cs kubernetes.Interface, caHash string, o Optio
 			keySigning: "false",
 		},
 	}
-	if _, err := cs.CoreV1().Secrets(SecretNamespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+	if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil {
 		return Token{}, fmt.Errorf("creating the token Secret: %w", err)
 	}
 	return t, nil
@@ -138,9 +147,9 @@ func (e *RedeemError) Error() string { return e.Reason }
 
 // Redeem checks a token's secret, expiry and remaining uses, and counts one
 // use. The refusal reasons are meant for the person running `verge join`.
-func Redeem(ctx context.Context, cs kubernetes.Interface, id, secret string, now time.Time) error {
+func Redeem(ctx context.Context, secrets Secrets, id, secret string, now time.Time) error {
 	for attempt := 0; ; attempt++ {
-		s, err := cs.CoreV1().Secrets(SecretNamespace).Get(ctx, secretPrefix+id, metav1.GetOptions{})
+		s, err := secrets.Get(ctx, secretPrefix+id, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return &RedeemError{fmt.Sprintf("join token %s does not exist (wrong token, or expired and cleaned up): create a new one with `verge token create`", id)}
 		}
@@ -152,7 +161,7 @@ func Redeem(ctx context.Context, cs kubernetes.Interface, id, secret string, now
 		}
 		uses, _ := strconv.Atoi(s.Annotations[AnnotationUses])
 		s.Annotations[AnnotationUses] = strconv.Itoa(uses + 1)
-		_, err = cs.CoreV1().Secrets(SecretNamespace).Update(ctx, s, metav1.UpdateOptions{})
+		_, err = secrets.Update(ctx, s, metav1.UpdateOptions{})
 		if err == nil {
 			return nil
 		}

@@ -51,7 +51,7 @@ func TestRedeem(t *testing.T) {
 	cs := testenv.Client(t)
 	ctx := context.Background()
 	now := time.Now()
-	tok, err := Create(ctx, cs, hash, Options{TTL: time.Hour, Description: "test"}, now)
+	tok, err := Create(ctx, cs.CoreV1().Secrets(SecretNamespace), hash, Options{TTL: time.Hour, Description: "test"}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,19 +66,19 @@ func TestRedeem(t *testing.T) {
 		}
 		return re.Reason
 	}
-	if r := reason(Redeem(ctx, cs, tok.ID, "wrongwrongwrong0", now)); !strings.Contains(r, "wrong secret") {
+	if r := reason(Redeem(ctx, cs.CoreV1().Secrets(SecretNamespace), tok.ID, "wrongwrongwrong0", now)); !strings.Contains(r, "wrong secret") {
 		t.Errorf("wrong secret: %s", r)
 	}
-	if r := reason(Redeem(ctx, cs, tok.ID, tok.Secret, now.Add(2*time.Hour))); !strings.Contains(r, "expired") {
+	if r := reason(Redeem(ctx, cs.CoreV1().Secrets(SecretNamespace), tok.ID, tok.Secret, now.Add(2*time.Hour))); !strings.Contains(r, "expired") {
 		t.Errorf("expired: %s", r)
 	}
-	if err := Redeem(ctx, cs, tok.ID, tok.Secret, now); err != nil {
+	if err := Redeem(ctx, cs.CoreV1().Secrets(SecretNamespace), tok.ID, tok.Secret, now); err != nil {
 		t.Fatalf("first use: %v", err)
 	}
-	if r := reason(Redeem(ctx, cs, tok.ID, tok.Secret, now)); !strings.Contains(r, "already used") {
+	if r := reason(Redeem(ctx, cs.CoreV1().Secrets(SecretNamespace), tok.ID, tok.Secret, now)); !strings.Contains(r, "already used") {
 		t.Errorf("second use: %s", r)
 	}
-	if r := reason(Redeem(ctx, cs, "zzz999", "0123456789abcdef", now)); !strings.Contains(r, "does not exist") {
+	if r := reason(Redeem(ctx, cs.CoreV1().Secrets(SecretNamespace), "zzz999", "0123456789abcdef", now)); !strings.Contains(r, "does not exist") {
 		t.Errorf("missing: %s", r)
 	}
 }
@@ -87,7 +87,7 @@ func TestRedeem(t *testing.T) {
 func TestRedeemRace(t *testing.T) {
 	cs := testenv.Client(t)
 	ctx := context.Background()
-	tok, err := Create(ctx, cs, hash, Options{TTL: time.Hour, MaxUses: 2}, time.Now())
+	tok, err := Create(ctx, cs.CoreV1().Secrets(SecretNamespace), hash, Options{TTL: time.Hour, MaxUses: 2}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestRedeemRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if Redeem(ctx, cs, tok.ID, tok.Secret, time.Now()) == nil {
+			if Redeem(ctx, cs.CoreV1().Secrets(SecretNamespace), tok.ID, tok.Secret, time.Now()) == nil {
 				mu.Lock()
 				wins++
 				mu.Unlock()

@@ -40,6 +40,10 @@ func TestEdgeLinksNoCloudCodeAndNoCgo(t *testing.T) {
 		"k8s.io/apiserver",
 		"k8s.io/apiextensions-apiserver",
 		"sigs.k8s.io/controller-runtime",
+		// The edge talks to the cloud over its own link, never to an API
+		// server: a Kubernetes client would only add weight.
+		"k8s.io/client-go/kubernetes",
+		"k8s.io/client-go/rest",
 	}
 	for _, pkg := range goList(t, []string{"CGO_ENABLED=0"}, "-deps", "./cmd/verge-edge") {
 		for _, f := range forbidden {

@@ -27,7 +27,7 @@ func (b *bootstrapService) Join(ctx context.Context, req *syncpb.JoinRequest) (*
 		result = "invalid"
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if err := jointoken.Redeem(ctx, b.s.cfg.Kube, req.TokenId, req.TokenSecret, b.s.cfg.Now()); err != nil {
+	if err := jointoken.Redeem(ctx, b.s.cfg.Kube.CoreV1().Secrets(jointoken.SecretNamespace), req.TokenId, req.TokenSecret, b.s.cfg.Now()); err != nil {
 		var re *jointoken.RedeemError
 		if errors.As(err, &re) {
 			result = "refused"

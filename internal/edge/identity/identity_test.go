@@ -25,7 +25,7 @@ func token(t *testing.T, c *cloudtest.Cloud, o jointoken.Options, now time.Time)
 	if o.TTL == 0 {
 		o.TTL = time.Hour
 	}
-	tok, err := jointoken.Create(context.Background(), c.Kube, pki.Hash(c.CA.Cert), o, now)
+	tok, err := jointoken.Create(context.Background(), c.Kube.CoreV1().Secrets(jointoken.SecretNamespace), pki.Hash(c.CA.Cert), o, now)
 	if err != nil {
 		t.Fatal(err)
 	}
