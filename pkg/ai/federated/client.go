@@ -88,10 +88,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		errs = append(errs, fmt.Errorf("URL %q must be a ws:// address such as ws://fl-aggregation.default:7363/FedAvg (AGG_IP, AGG_PORT)", cfg.URL))
 	}
 	if cfg.ClientID == "" {
-		errs = append(errs, errors.New("ClientID is required (WORKER_NAME)"))
+		errs = append(errs, errors.New("a client ID is required (ClientID, from WORKER_NAME)"))
 	}
 	if cfg.Train == nil {
-		errs = append(errs, errors.New("Train is required"))
+		errs = append(errs, errors.New("a training function is required (Train)"))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("federated client: %w", errors.Join(errs...))

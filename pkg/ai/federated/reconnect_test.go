@@ -39,7 +39,7 @@ func startProxy(t *testing.T, target string) *proxy {
 			}
 			out, err := net.Dial("tcp", target)
 			if err != nil {
-				in.Close()
+				_ = in.Close()
 				continue
 			}
 			p.mu.Lock()
@@ -47,11 +47,11 @@ func startProxy(t *testing.T, target string) *proxy {
 			p.conns = append(p.conns, in, out)
 			p.mu.Unlock()
 			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(out, in); out.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(in, out); in.Close() }()
+			go func() { defer p.wg.Done(); _, _ = io.Copy(out, in); _ = out.Close() }()
+			go func() { defer p.wg.Done(); _, _ = io.Copy(in, out); _ = in.Close() }()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); p.cut(); p.wg.Wait() })
+	t.Cleanup(func() { _ = ln.Close(); p.cut(); p.wg.Wait() })
 	return p
 }
 
@@ -59,7 +59,7 @@ func (p *proxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
-		c.Close()
+		_ = c.Close()
 	}
 	p.conns = nil
 }

@@ -166,7 +166,7 @@ func TestSlowestClientNeverAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
+	defer func() { _ = silent.Close() }()
 	if err := silent.WriteJSON(map[string]string{"type": "subscribe", "client_id": "slow"}); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestSednaClientWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
+	defer func() { _ = ws.Close() }()
 	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type": "subscribe", "client_id": "edge-0"}`)); err != nil {
 		t.Fatal(err)
@@ -318,7 +318,7 @@ func TestAggregatorRefusesClientWithoutSubscribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
+	defer func() { _ = ws.Close() }()
 	_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type": "update_weight", "data": {"num_samples": 1, "weights": [[1]]}}`))
 	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, _, err = ws.ReadMessage()

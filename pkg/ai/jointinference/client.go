@@ -112,14 +112,14 @@ type Client[In, Out any] struct {
 func NewClient[In, Out any](cfg Config[In, Out]) (*Client[In, Out], error) {
 	var errs []error
 	if cfg.Edge == nil {
-		errs = append(errs, errors.New("Edge (the edge model) is required"))
+		errs = append(errs, errors.New("the edge model is required (Edge)"))
 	}
 	if cfg.Filter == nil {
-		errs = append(errs, errors.New("Filter is required (hem.New(HEM_NAME, HEM_PARAMETERS); hem.EdgeOnlyFilter{} to never call the cloud)"))
+		errs = append(errs, errors.New("a hard-example filter is required (Filter: hem.New(HEM_NAME, HEM_PARAMETERS), or hem.EdgeOnlyFilter{} to never call the cloud)"))
 	}
 	u, err := url.Parse(cfg.CloudURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("CloudURL %q must be an http(s) URL such as http://ji-cloud.default:5000/ji (BIG_MODEL_IP, BIG_MODEL_PORT, SERVICE_NAME)", cfg.CloudURL))
+		errs = append(errs, fmt.Errorf("the cloud URL %q (CloudURL) must be an http(s) URL such as http://ji-cloud.default:5000/ji (BIG_MODEL_IP, BIG_MODEL_PORT, SERVICE_NAME)", cfg.CloudURL))
 	}
 	if cfg.Budget == 0 {
 		cfg.Budget = DefaultBudget
@@ -131,7 +131,7 @@ func NewClient[In, Out any](cfg Config[In, Out]) (*Client[In, Out], error) {
 		cfg.MaxResponseBytes = 16 << 20
 	}
 	if cfg.Budget < 0 || cfg.CloudTimeout < 0 || cfg.MinCloudTime < 0 || cfg.MaxResponseBytes < 0 {
-		errs = append(errs, errors.New("Budget, CloudTimeout, MinCloudTime and MaxResponseBytes must not be negative"))
+		errs = append(errs, errors.New("the budget, cloud timeout, minimum cloud time and response size limit must not be negative"))
 	}
 	b, err := NewBreaker(cfg.Breaker)
 	if err != nil {

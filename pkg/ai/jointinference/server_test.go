@@ -49,7 +49,7 @@ func TestServerPredict(t *testing.T) {
 		got = r
 		var img [][]float64
 		if err := json.Unmarshal(r.Data, &img); err != nil {
-			return nil, fmt.Errorf("%w: data must be a matrix: %v", ErrBadInput, err)
+			return nil, fmt.Errorf("%w: data must be a matrix: %w", ErrBadInput, err)
 		}
 		return [][]float64{{0, 0, 10, 10, 0.97, 1}}, nil
 	}})

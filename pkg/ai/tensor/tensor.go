@@ -97,7 +97,7 @@ func (w Weights) SameShape(o Weights) error {
 		return fmt.Errorf("%w: %d tensors against %d", ErrShapeMismatch, len(o), len(w))
 	}
 	for i := range w {
-		if !slices.Equal(w[i].Shape, o[i].Shape) && !(len(w[i].Shape) == 0 && len(o[i].Shape) == 0) {
+		if !slices.Equal(w[i].Shape, o[i].Shape) && (len(w[i].Shape) != 0 || len(o[i].Shape) != 0) {
 			return fmt.Errorf("%w: tensor %d has shape %v, want %v", ErrShapeMismatch, i, o[i].Shape, w[i].Shape)
 		}
 		if len(w[i].Data) != len(o[i].Data) {
