@@ -14,8 +14,8 @@
 // metrics). Message mirrors the local controller's MessageContent, so both
 // sides can share it.
 //
-// A Periodic reporter posts every LC_PERIOD (30 s) when something changed,
-// as Sedna's LCReporter does, plus a last report when it stops. A failed
-// post is logged and retried at the next period with fresh numbers; nothing
-// queues up. The package reads no environment itself (see workerenv).
+// A Periodic reporter posts every LC_PERIOD (30 s) when something changed
+// since the last report delivered, as Sedna's LCReporter does, plus a last
+// report when it stops. A failed post is logged and retried at the next
+// period with fresh numbers; nothing queues up. The package reads no environment itself (see workerenv).
 package report

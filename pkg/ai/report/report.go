@@ -159,8 +159,9 @@ func (c *Client) Send(ctx context.Context, m Message) error {
 	return nil
 }
 
-// BuildFunc makes the next report; ok false means nothing changed since
-// the last one and nothing is sent.
+// BuildFunc makes the current report; ok false means there is nothing to
+// report yet. Periodic sends it only when it differs from the last report
+// delivered (ownerInfo's startTime and updateTime aside).
 type BuildFunc func(start, now time.Time) (m Message, ok bool)
 
 // PeriodicConfig configures a Periodic reporter.
@@ -202,14 +203,21 @@ func (p *Periodic) Start(ctx context.Context) error {
 	start := p.cfg.Clock.Now()
 	t := p.cfg.Clock.NewTicker(p.cfg.Period)
 	defer t.Stop()
+	var delivered string // fingerprint of the last report delivered
 	send := func(ctx context.Context) {
 		m, ok := p.cfg.Build(start, p.cfg.Clock.Now())
 		if !ok {
 			return
 		}
+		fp := fingerprint(m)
+		if fp == delivered {
+			return
+		}
 		if err := p.cfg.Client.Send(ctx, m); err != nil {
 			p.cfg.Logger.Warn("worker report not delivered; next attempt at the next period", "error", err)
+			return
 		}
+		delivered = fp
 	}
 	for {
 		select {
@@ -224,21 +232,30 @@ func (p *Periodic) Start(ctx context.Context) error {
 	}
 }
 
-// JointInference returns a BuildFunc for an edge worker: it reports
-// stats() when the inference count changed since the last report. The
-// BuildFunc remembers what it sent: give it to one Periodic only.
+// fingerprint identifies a report's content, times aside.
+func fingerprint(m Message) string {
+	info := make(map[string]any, len(m.OwnerInfo))
+	for k, v := range m.OwnerInfo {
+		if k != "startTime" && k != "updateTime" {
+			info[k] = v
+		}
+	}
+	m.OwnerInfo = info
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// JointInference returns a BuildFunc for an edge worker reporting
+// stats(), once there has been an inference.
 func JointInference(w Worker, stats func() (inferences, hard uint64)) BuildFunc {
-	var last uint64
-	sentOnce := false
 	return func(start, now time.Time) (Message, bool) {
 		n, hard := stats()
-		if sentOnce && n == last {
-			return Message{}, false
-		}
 		if n == 0 {
 			return Message{}, false
 		}
-		last, sentOnce = n, true
 		return w.Message(PhaseInference, StatusRunning, JointInferenceInfo(n, hard, start, now), nil), true
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -103,7 +104,7 @@ func TestPeriodicReportsOnlyChanges(t *testing.T) {
 	clk := testingclock.NewFakeClock(time.Date(2026, 1, 2, 0, 0, 0, 0, time.Local))
 	var inferences, hard atomic.Uint64
 	p, err := NewPeriodic(PeriodicConfig{
-		Client: c, Period: 30 * time.Second, Clock: clk,
+		Client: c, Period: 30 * time.Second, Clock: clk, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 		Build: JointInference(worker, func() (uint64, uint64) { return inferences.Load(), hard.Load() }),
 	})
 	if err != nil {
@@ -143,5 +144,45 @@ func TestPeriodicReportsOnlyChanges(t *testing.T) {
 	}
 	if last := l.msgs[2]["ownerInfo"].(map[string]any); last["inferenceNumber"] != 13.0 {
 		t.Fatalf("last report %v", last)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func TestPeriodicResendsUndeliveredReport(t *testing.T) {
+	l, url := startLC(t)
+	c, _ := NewClient(url, nil)
+	clk := testingclock.NewFakeClock(time.Now())
+	p, _ := NewPeriodic(PeriodicConfig{
+		Client: c, Period: time.Second, Clock: clk,
+		Build: JointInference(worker, func() (uint64, uint64) { return 5, 1 }),
+	})
+	l.code.Store(503)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Start(ctx) }()
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for l.count() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d posts, want %d", l.count(), n)
+			}
+			for !clk.HasWaiters() {
+				time.Sleep(time.Millisecond)
+			}
+			clk.Step(time.Second)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor(1) // refused by the LC
+	l.code.Store(200)
+	waitFor(2) // same numbers, sent again because not delivered
+	cancel()
+	<-done
+	if l.count() != 2 {
+		t.Fatalf("%d posts; a delivered report must not be repeated on stop", l.count())
 	}
 }
