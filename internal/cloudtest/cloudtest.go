@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ type Cloud struct {
 	Registry  *prometheus.Registry
 	Kube      kubernetes.Interface
 	Namespace string
+
+	opts Options
+	stop func()
 }
 
 // Options tune the hub for a test.
@@ -47,8 +51,23 @@ type Options struct {
 // Start runs a hub until the test ends. Its CA lives in a fresh namespace.
 func Start(t *testing.T, o Options) *Cloud {
 	t.Helper()
+	return start(t, o, testenv.Namespace(t), "127.0.0.1:0")
+}
+
+// Stop stops the hub (the cloud goes away: nodes lose their link).
+func (c *Cloud) Stop() { c.stop() }
+
+// Restart starts a stopped hub again, with the same CA and address (a
+// verge-cloud restart, or the cloud coming back after an outage). It
+// returns the new Cloud; its metrics start from zero.
+func (c *Cloud) Restart(t *testing.T) *Cloud {
+	t.Helper()
+	return start(t, c.opts, c.Namespace, c.Addr)
+}
+
+func start(t *testing.T, o Options, ns, listen string) *Cloud {
+	t.Helper()
 	kube := testenv.Client(t)
-	ns := testenv.Namespace(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ca, err := nodeca.LoadOrCreate(ctx, kube, ns)
 	if err != nil {
@@ -69,7 +88,7 @@ func Start(t *testing.T, o Options) *Cloud {
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
 	lifecycle := nodes.NewManager(kube, factory.Core().V1().Nodes().Lister(), recorder, logger)
 	h, err := hub.New(hub.Config{
-		Listen: "127.0.0.1:0", CA: ca, Kube: kube, View: watcher.View,
+		Listen: listen, CA: ca, Kube: kube, View: watcher.View,
 		Reports:          &reports.Applier{Kube: kube, Pods: watcher, Logger: logger},
 		Nodes:            lifecycle,
 		NodeCertValidity: o.NodeCertValidity,
@@ -92,8 +111,10 @@ func Start(t *testing.T, o Options) *Cloud {
 		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); <-done; events.Shutdown() })
-	return &Cloud{Hub: h, CA: ca, Addr: addr.String(), Registry: reg, Kube: kube, Namespace: ns}
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done; events.Shutdown() }) }
+	t.Cleanup(stop)
+	return &Cloud{Hub: h, CA: ca, Addr: addr.String(), Registry: reg, Kube: kube, Namespace: ns, opts: o, stop: stop}
 }
 
 // UniqueNode names a node after the test's namespace, so tests (and
