@@ -192,7 +192,7 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, kcm *supervisor
 		case <-kcm.Done():
 			return kcm.ExitError()
 		case <-ctx.Done():
-			return fmt.Errorf("the default ServiceAccount was not created within %s (last error: %v); see %s", c.cfg.ReadyTimeout, err, c.logPath("kube-controller-manager"))
+			return fmt.Errorf("the default ServiceAccount was not created within %s (last error: %w); see %s", c.cfg.ReadyTimeout, err, c.logPath("kube-controller-manager"))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -151,10 +151,10 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(64<<20),
 		// Thousands of mostly idle node connections: per-connection
-		// transport buffers dominate memory, and edge links are slow.
+		// transport buffers dominate memory, and edge links are slow
+		// (write buffers are shared between connections by default).
 		grpc.ReadBufferSize(8<<10),
 		grpc.WriteBufferSize(8<<10),
-		grpc.SharedWriteBuffer(true),
 	)
 	syncpb.RegisterHubServer(s.grpc, &hubService{s: s})
 	syncpb.RegisterBootstrapServer(s.grpc, &bootstrapService{s: s})

@@ -167,7 +167,7 @@ func (a *Agent) Start(ctx context.Context) error {
 // (offline at start), the first global unicast address of an interface.
 func detectNodeIP(cloud string) string {
 	if c, err := net.DialTimeout("udp", cloud, 2*time.Second); err == nil {
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
 			return a.IP.String()
 		}

@@ -83,7 +83,9 @@ func (n *edgeNode) stop() {
 		return
 	}
 	n.cancel()
-	<-n.done
+	if err := <-n.done; err != nil {
+		panic(fmt.Sprintf("verge-edge stopped with an error: %v", err))
+	}
 	n.cancel = nil
 }
 
