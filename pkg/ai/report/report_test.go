@@ -181,7 +181,9 @@ func TestPeriodicResendsUndeliveredReport(t *testing.T) {
 	l.code.Store(200)
 	waitFor(2) // same numbers, sent again because not delivered
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	if l.count() != 2 {
 		t.Fatalf("%d posts; a delivered report must not be repeated on stop", l.count())
 	}
