@@ -323,10 +323,10 @@ func TestTrainRejectsSetsThatDoNotFit(t *testing.T) {
 	m, _ := New(Arch{Inputs: 4, Classes: 3}, 1)
 	cfg := TrainConfig{Epochs: 1, BatchSize: 2, LearningRate: 0.1}
 	for _, set := range []*dataset.Set{
-		randomSet(5, 5, 3, 1),                   // wrong dimension
-		randomSet(5, 4, 4, 1),                   // too many classes
-		{Dim: 4, Classes: 3},                    // empty
-		{X: []float32{1}, Dim: 4, Classes: 3},   // inconsistent
+		randomSet(5, 5, 3, 1),                 // wrong dimension
+		randomSet(5, 4, 4, 1),                 // too many classes
+		{Dim: 4, Classes: 3},                  // empty
+		{X: []float32{1}, Dim: 4, Classes: 3}, // inconsistent
 	} {
 		if _, err := m.Train(context.Background(), set, cfg); err == nil {
 			t.Errorf("trained on %+v", set)
