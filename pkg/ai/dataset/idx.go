@@ -103,7 +103,9 @@ func DecodeIDX(r io.Reader) (*IDX, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
-		defer zr.Close()
+		// Close only releases the decompressor; the stream's checksum is
+		// checked when decodeIDX reads to its end.
+		defer func() { _ = zr.Close() }()
 		src = zr
 	}
 	x, err := decodeIDX(src)
