@@ -21,8 +21,8 @@ EDGE_PLATFORMS := linux/amd64 linux/arm64 linux/arm/v7
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## build verge, verge-cloud and verge-edge into bin/
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+build: ## build verge, verge-cloud, verge-edge and the other programs into bin/ (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
 controlplane: ## build (once per pin) the upstream Kubernetes binaries the tests and `verge up` run
 	$(GO) run ./cmd/verge controlplane build

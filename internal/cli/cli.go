@@ -32,7 +32,7 @@ func New(out, errOut io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.AddCommand(newVersion(), newUp(), newDown(), newControlPlane(), newToken(), newJoin())
+	root.AddCommand(newVersion(), newUp(), newDown(), newControlPlane(), newToken(), newJoin(), newImage(), newRegistry())
 	return root
 }
 
@@ -55,9 +55,11 @@ func newUp() *cobra.Command {
 		Short: "Run a local Verge cluster in the foreground until Ctrl-C",
 		Long: `Starts a real Kubernetes control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler) on loopback and verge-cloud, writes
-DIR/kubeconfig and prints "ready". Missing binaries are built first (the
-first run takes several minutes). Running it again on the same data
-directory resumes the same cluster.`,
+DIR/kubeconfig and prints "ready". With --edge-nodes N (default 1, needs
+root) it also runs a local image registry and N edge nodes on this host,
+each with its own containerd, and waits until they are Ready. Missing
+binaries are built first (the first run takes several minutes). Running it
+again on the same data directory resumes the same cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Out = cmd.OutOrStdout()
@@ -72,6 +74,11 @@ directory resumes the same cluster.`,
 	f.IntVar(&o.HubPort, "hub-port", localup.DefaultHubPort, "port edge nodes connect to")
 	f.StringVar(&o.ControlPlaneSource, "controlplane-source", "", "the tools/controlplane module to build Kubernetes from (default: found from the current directory)")
 	f.StringVar(&o.CloudBinary, "cloud-binary", "", "verge-cloud executable (default: next to verge, else built from source)")
+	f.IntVar(&o.EdgeNodes, "edge-nodes", 1, "edge nodes to run on this host, edge-1 … edge-N (needs root; 0 for the cloud side only)")
+	f.IntVar(&o.RegistryPort, "registry-port", localup.DefaultRegistryPort, "loopback port of the local image registry")
+	f.IntVar(&o.EdgeOpsBasePort, "edge-ops-base-port", localup.DefaultEdgeOpsBase, "edge-i serves /healthz and /metrics on this port + i")
+	f.StringVar(&o.EdgeBinary, "edge-binary", "", "verge-edge executable (default: next to verge, else built from source)")
+	f.StringVar(&o.PauseBinary, "pause-binary", "", "verge-pause executable for the pod sandbox image (default: next to verge, else built from source)")
 	return cmd
 }
 

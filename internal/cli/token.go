@@ -8,15 +8,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/verge-edge/verge/internal/cloud/nodeca"
 	"github.com/verge-edge/verge/internal/install"
 	"github.com/verge-edge/verge/internal/jointoken"
-	"github.com/verge-edge/verge/internal/pki"
 )
 
 func newToken() *cobra.Command {
@@ -49,18 +46,11 @@ prints it with the hash of the Verge CA, which joining nodes pin.`,
 				return err
 			}
 			ctx := cmd.Context()
-			s, err := cs.CoreV1().Secrets(namespace).Get(ctx, nodeca.SecretName, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return fmt.Errorf("the Verge CA (%s/%s) does not exist yet: start verge-cloud first", namespace, nodeca.SecretName)
-			}
+			caHash, err := nodeca.Hash(ctx, cs, namespace)
 			if err != nil {
-				return fmt.Errorf("reading the Verge CA: %w", err)
+				return err
 			}
-			ca, err := pki.ParseCert(s.Data["tls.crt"])
-			if err != nil {
-				return fmt.Errorf("the Verge CA Secret is damaged: %w", err)
-			}
-			t, err := jointoken.Create(ctx, cs.CoreV1().Secrets(jointoken.SecretNamespace), pki.Hash(ca), jointoken.Options{TTL: ttl, MaxUses: uses, Description: description}, time.Now())
+			t, err := jointoken.Create(ctx, cs.CoreV1().Secrets(jointoken.SecretNamespace), caHash, jointoken.Options{TTL: ttl, MaxUses: uses, Description: description}, time.Now())
 			if err != nil {
 				return err
 			}

@@ -146,4 +146,3 @@ func BuildFile(path string, args []string) (v1.Image, error) {
 	}
 	return img, nil
 }
-

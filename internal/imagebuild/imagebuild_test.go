@@ -22,7 +22,9 @@ func serveRegistry(t *testing.T, dir, addr string) func() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- localregistry.Serve(ctx, localregistry.Options{Dir: dir, Listen: addr, Log: io.Discard}) }()
+	go func() {
+		done <- localregistry.Serve(ctx, localregistry.Options{Dir: dir, Listen: addr, Log: io.Discard})
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)

@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/verge-edge/verge/internal/atomicfile"
 	"github.com/verge-edge/verge/internal/devcluster"
 	"github.com/verge-edge/verge/internal/install"
@@ -52,8 +54,18 @@ type Options struct {
 	// from the working directory or the verge executable.
 	ControlPlaneSource string
 	// CloudBinary is the verge-cloud executable; empty uses the one next to
-	// the verge executable, building it from source if missing.
-	CloudBinary string
+	// the verge executable, building it from source if missing. The same
+	// goes for EdgeBinary (verge-edge) and PauseBinary (verge-pause, the
+	// sandbox process of every edge pod).
+	CloudBinary, EdgeBinary, PauseBinary string
+	// EdgeNodes is how many edge nodes to run on this host (edge-1 …
+	// edge-N); they need root. Zero runs only the cloud side.
+	EdgeNodes int
+	// RegistryPort is the loopback port of the local image registry the
+	// edge nodes pull from (started only with edge nodes).
+	RegistryPort int
+	// EdgeOpsBasePort + i is edge-i's /healthz and /metrics port.
+	EdgeOpsBasePort int
 	// Out receives progress and the final instructions.
 	Out io.Writer
 	// Logger receives supervision events (restarts of dead processes).
@@ -65,6 +77,8 @@ const (
 	DefaultAPIServerPort = 6443
 	DefaultCloudOpsPort  = 10260
 	DefaultHubPort       = 10000
+	DefaultRegistryPort  = 10500
+	DefaultEdgeOpsBase   = 10270
 )
 
 // UserError is a failure the user can fix; its message says how.
@@ -92,21 +106,32 @@ func Up(ctx context.Context, o Options) (err error) {
 	}
 	defer unlock()
 
-	for _, p := range []struct {
+	type portUse struct {
 		port int
 		what string
 		flag string
-	}{
+	}
+	ports := []portUse{
 		{o.APIServerPort, "kube-apiserver", "--apiserver-port"},
 		{o.CloudOpsPort, "verge-cloud's ops endpoint", "--cloud-ops-port"},
 		{o.HubPort, "verge-cloud's hub", "--hub-port"},
-	} {
+	}
+	if o.EdgeNodes > 0 {
+		if os.Geteuid() != 0 {
+			return &UserError{fmt.Sprintf("edge nodes run containers (containerd, CNI) and need root: run verge up as root, or pass --edge-nodes 0 for the cloud side alone (asked for %d edge node(s))", o.EdgeNodes)}
+		}
+		ports = append(ports, portUse{o.RegistryPort, "the local image registry", "--registry-port"})
+		for i := 1; i <= o.EdgeNodes; i++ {
+			ports = append(ports, portUse{o.EdgeOpsBasePort + i, fmt.Sprintf("edge-%d's ops endpoint", i), "--edge-ops-base-port"})
+		}
+	}
+	for _, p := range ports {
 		if !loopback.PortFree(p.port) {
 			return &UserError{fmt.Sprintf("port %d (for %s) on 127.0.0.1 is already in use by another program: stop that program or choose another port with %s", p.port, p.what, p.flag)}
 		}
 	}
 
-	bins, cloudBin, err := ensureBinaries(ctx, o, dir)
+	bins, verge, err := ensureBinaries(ctx, o, dir)
 	if err != nil {
 		return err
 	}
@@ -127,8 +152,13 @@ func Up(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
 	defer func() {
+		// Deferred calls stop the rest first: edge nodes, then verge-cloud
+		// and the registry, then (here) the control plane.
 		if stopErr := cluster.Stop(); stopErr != nil && err == nil {
 			err = stopErr
+		}
+		if ctx.Err() != nil && err == nil {
+			fmt.Fprintln(o.Out, "stopped")
 		}
 	}()
 	adminKubeconfig, err := os.ReadFile(cluster.AdminKubeconfig())
@@ -151,7 +181,7 @@ func Up(ctx context.Context, o Options) (err error) {
 	opsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.CloudOpsPort))
 	cloud, err := group.Start(supervisor.Spec{
 		Name:        "verge-cloud",
-		Path:        cloudBin,
+		Path:        verge.cloud,
 		Args:        []string{"--kubeconfig=" + cloudKubeconfig, "--ops-address=" + opsAddr, "--hub-listen=" + hubAddr},
 		LogPath:     filepath.Join(dir, "logs", "verge-cloud.log"),
 		StopTimeout: 30 * time.Second,
@@ -168,26 +198,51 @@ func Up(ctx context.Context, o Options) (err error) {
 	if err := atomicfile.Write(filepath.Join(dir, "hub"), []byte(fmt.Sprintf("127.0.0.1:%d\n", o.HubPort)), 0o644); err != nil {
 		return err
 	}
+	edgeSummary := ""
+	if o.EdgeNodes > 0 {
+		fmt.Fprintln(o.Out, "starting the image registry")
+		registry, err := startRegistry(ctx, group, o, dir)
+		if err != nil {
+			return err
+		}
+		pauseRef, err := pushPause(ctx, registry, verge.pause)
+		if err != nil {
+			return err
+		}
+		kube, err := kubernetes.NewForConfig(cluster.RESTConfig())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "starting %d edge node(s)\n", o.EdgeNodes)
+		site, err := startEdge(ctx, o, dir, kube, registry, pauseRef, verge.edge)
+		if err != nil {
+			return err
+		}
+		names := make([]string, len(site.nodes))
+		for i, n := range site.nodes {
+			names[i] = n.name
+		}
+		edgeSummary = fmt.Sprintf("  Edge nodes:      %s (Ready)\n  Image registry:  %s (verge image build --binary FILE --name NAME:TAG)\n", strings.Join(names, ", "), registry)
+		defer func() {
+			fmt.Fprintln(o.Out, "stopping the edge nodes and their pods")
+			site.stop(context.Background())
+		}()
+	}
 	fmt.Fprintf(o.Out, `ready
   Kubernetes API:  %s
   Edge hub:        port %d (all interfaces)
-  kubeconfig:      %s
+%s  kubeconfig:      %s
   kubectl %s:  %s
 Next:
   export KUBECONFIG=%s
   kubectl get --raw /readyz
 Logs are in %s and %s.
 Stop with Ctrl-C, or from another shell: verge down --data-dir %s
-`, cluster.APIServerURL(), o.HubPort, userKubeconfig, bins.KubernetesVersion, bins.Kubectl, userKubeconfig,
+`, cluster.APIServerURL(), o.HubPort, edgeSummary, userKubeconfig, bins.KubernetesVersion, bins.Kubectl, userKubeconfig,
 		filepath.Join(dir, "logs"), filepath.Join(dir, "cluster", "logs"), dir)
 
 	<-ctx.Done()
 	fmt.Fprintln(o.Out, "stopping")
-	group.Stop()
-	if err := cluster.Stop(); err != nil {
-		return err
-	}
-	fmt.Fprintln(o.Out, "stopped")
 	return nil
 }
 
@@ -266,40 +321,69 @@ func readPID(dir string) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(string(data)))
 }
 
-// ensureBinaries finds or builds the control plane and verge-cloud.
-func ensureBinaries(ctx context.Context, o Options, dir string) (*k8sbin.Binaries, string, error) {
+// vergeBinaries are the Verge programs `verge up` runs.
+type vergeBinaries struct{ cloud, edge, pause string }
+
+// ensureBinaries finds or builds the control plane and Verge's programs.
+func ensureBinaries(ctx context.Context, o Options, dir string) (*k8sbin.Binaries, vergeBinaries, error) {
 	exe, _ := os.Executable()
 	src := o.ControlPlaneSource
 	if src == "" {
 		var err error
 		if src, err = findSource(exe); err != nil {
-			return nil, "", err
+			return nil, vergeBinaries{}, err
 		}
 	}
 	cache, err := k8sbin.DefaultCacheDir()
 	if err != nil {
-		return nil, "", err
+		return nil, vergeBinaries{}, err
 	}
 	bins, err := k8sbin.Ensure(ctx, k8sbin.Options{SourceDir: src, CacheDir: cache, Progress: o.Out})
 	if err != nil {
-		return nil, "", err
+		return nil, vergeBinaries{}, err
 	}
-	cloudBin := o.CloudBinary
-	if cloudBin == "" {
-		cloudBin = filepath.Join(filepath.Dir(exe), "verge-cloud")
-		if _, err := os.Stat(cloudBin); err != nil {
-			// Running from a checkout without `make build`: build it.
-			repo := filepath.Dir(filepath.Dir(src))
-			cloudBin = filepath.Join(dir, "bin", "verge-cloud")
-			fmt.Fprintf(o.Out, "building verge-cloud into %s\n", cloudBin)
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", cloudBin, "./cmd/verge-cloud")
-			cmd.Dir = repo
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return nil, "", fmt.Errorf("building verge-cloud: %w\n%s", err, out)
-			}
+	repo := filepath.Dir(filepath.Dir(src))
+	var vb vergeBinaries
+	for _, b := range []struct {
+		path *string
+		flag string
+		name string
+		need bool
+	}{
+		{&vb.cloud, o.CloudBinary, "verge-cloud", true},
+		{&vb.edge, o.EdgeBinary, "verge-edge", o.EdgeNodes > 0},
+		{&vb.pause, o.PauseBinary, "verge-pause", o.EdgeNodes > 0},
+	} {
+		if !b.need {
+			continue
+		}
+		if *b.path, err = vergeBinary(ctx, o, exe, repo, dir, b.flag, b.name); err != nil {
+			return nil, vergeBinaries{}, err
 		}
 	}
-	return bins, cloudBin, nil
+	return bins, vb, nil
+}
+
+// vergeBinary returns the given path, or name next to the verge
+// executable, or builds it (static) from the checkout into dir/bin.
+func vergeBinary(ctx context.Context, o Options, exe, repo, dir, given, name string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	p := filepath.Join(filepath.Dir(exe), name)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	// Running from a checkout without `make build`: build it.
+	p = filepath.Join(dir, "bin", name)
+	fmt.Fprintf(o.Out, "building %s into %s\n", name, p)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", p, "./cmd/"+name)
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %w\n%s", name, err, out)
+	}
+	return p, nil
 }
 
 // findSource looks for tools/controlplane from the working directory, then

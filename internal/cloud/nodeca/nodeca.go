@@ -69,3 +69,23 @@ func LoadOrCreate(ctx context.Context, cs kubernetes.Interface, namespace string
 	}
 	return ca, nil
 }
+
+// ErrNotCreated means verge-cloud has not created the CA yet.
+var ErrNotCreated = errors.New("the Verge CA does not exist yet: start verge-cloud first")
+
+// Hash reads the CA's certificate (not its key) and returns the hash
+// joining nodes pin (pki.Hash).
+func Hash(ctx context.Context, cs kubernetes.Interface, namespace string) (string, error) {
+	s, err := cs.CoreV1().Secrets(namespace).Get(ctx, SecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("%w (%s/%s is missing)", ErrNotCreated, namespace, SecretName)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the Verge CA: %w", err)
+	}
+	cert, err := pki.ParseCert(s.Data[corev1.TLSCertKey])
+	if err != nil {
+		return "", fmt.Errorf("%w: %s/%s: %w", ErrDamaged, namespace, SecretName, err)
+	}
+	return pki.Hash(cert), nil
+}
