@@ -3,9 +3,9 @@ package tunnel
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	nodes    prometheus.Gauge
-	open     prometheus.Gauge
-	dials    *prometheus.CounterVec
+	nodes prometheus.Gauge
+	open  prometheus.Gauge
+	dials *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, _ *Service) *metrics {

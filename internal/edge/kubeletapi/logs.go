@@ -182,9 +182,9 @@ func (s *lineSplitter) next(e entry, skip func() bool) (start, shown bool) {
 // logWriter writes shown entries, with timestamps if asked, up to the
 // byte limit.
 type logWriter struct {
-	w        io.Writer
-	opts     logOptions
-	split    *lineSplitter
+	w       io.Writer
+	opts    logOptions
+	split   *lineSplitter
 	skip    int64 // lines still to skip for the tail
 	written int64
 }
