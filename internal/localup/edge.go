@@ -67,7 +67,7 @@ func startRegistry(ctx context.Context, group *supervisor.Group, o Options, dir 
 	p, err := group.Start(supervisor.Spec{
 		Name:    "registry",
 		Path:    exe,
-		Args:    []string{"registry", "serve", "--dir", filepath.Join(dir, "registry"), "--listen", addr},
+		Args:    []string{"registry", "serve", "--dir", filepath.Join(dir, "images"), "--listen", addr},
 		LogPath: filepath.Join(dir, "logs", "registry.log"),
 	})
 	if err != nil {

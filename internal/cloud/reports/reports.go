@@ -101,10 +101,14 @@ func (a *Applier) apply(ctx context.Context, node string, r *syncpb.Report) erro
 		}
 		// Strategic merge keeps conditions other controllers own (keyed by
 		// type) and the uid makes the patch fail on a recreated pod.
+		status, err := podStatusPatch(&p.Status)
+		if err != nil {
+			return deny("malformed pod status: %v", err)
+		}
 		return a.patchStatus(ctx, func(body []byte) error {
 			_, err := a.Kube.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{FieldManager: nodeview.NodeFieldManager}, "status")
 			return err
-		}, map[string]any{"metadata": map[string]any{"uid": p.UID}, "status": p.Status})
+		}, map[string]any{"metadata": map[string]any{"uid": p.UID}, "status": status})
 	case wire.ReportEvent:
 		var e corev1.Event
 		if err := wire.Decode(r.Encoding, r.Data, r.Compressed, &e); err != nil {
@@ -113,6 +117,26 @@ func (a *Applier) apply(ctx context.Context, node string, r *syncpb.Report) erro
 		return a.createEvent(ctx, node, &e)
 	}
 	return deny("unknown report kind %q", r.Kind)
+}
+
+// podStatusPatch renders a pod status for a strategic merge patch. Lists
+// merged by key would otherwise keep entries the node no longer reports:
+// the addresses (keyed by IP) must be replaced as a whole — a pod whose
+// sandbox was recreated has a new IP, not two.
+func podStatusPatch(st *corev1.PodStatus) (map[string]any, error) {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	for _, list := range []string{"podIPs", "hostIPs"} {
+		entries, _ := m[list].([]any)
+		m[list] = append(entries, map[string]any{"$patch": "replace"})
+	}
+	return m, nil
 }
 
 func (a *Applier) patchStatus(ctx context.Context, patch func([]byte) error, body map[string]any) error {
