@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/verge-edge/verge/internal/cloud/devices/devclient"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 )
 
@@ -64,8 +65,9 @@ func (c *informerCache) Pod(namespace, name string) (*corev1.Pod, bool) {
 
 // Watcher feeds a View from shared informers.
 type Watcher struct {
-	View  *View
-	cache *informerCache
+	View    *View
+	cache   *informerCache
+	devices *devclient.Informers // nil until WatchDevices
 }
 
 // Watch registers the informers a View needs on factory and connects their
@@ -113,7 +115,8 @@ func (w *Watcher) Pod(namespace, name string) (*corev1.Pod, bool) {
 
 // HasSynced reports whether every informer has its initial list.
 func (w *Watcher) HasSynced() bool {
-	return w.cache.pods.HasSynced() && w.cache.configMaps.HasSynced() && w.cache.secrets.HasSynced()
+	return w.cache.pods.HasSynced() && w.cache.configMaps.HasSynced() && w.cache.secrets.HasSynced() &&
+		(w.devices == nil || w.devices.HasSynced())
 }
 
 // Start pushes each informer's progress (its last resourceVersion) to the
@@ -122,7 +125,11 @@ func (w *Watcher) Start(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		for class, inf := range map[string]cache.SharedIndexInformer{Pods: w.cache.pods, ConfigMaps: w.cache.configMaps, Secrets: w.cache.secrets} {
+		classes := map[string]cache.SharedIndexInformer{Pods: w.cache.pods, ConfigMaps: w.cache.configMaps, Secrets: w.cache.secrets}
+		if w.devices != nil {
+			classes[Devices], classes[DeviceModels] = w.devices.Devices, w.devices.Models
+		}
+		for class, inf := range classes {
 			if inf.HasSynced() {
 				w.View.SetHorizon(class, ParseRV(inf.LastSyncResourceVersion()))
 			}

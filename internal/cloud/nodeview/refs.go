@@ -19,15 +19,15 @@ const (
 )
 
 // Rank orders keys so that what a pod needs arrives before the pod and is
-// deleted after it.
+// deleted after it, and a DeviceModel before the Devices naming it.
 func Rank(key string, deleting bool) int {
 	switch strings.SplitN(key, "/", 2)[0] {
-	case Secrets, ConfigMaps, ServiceAccountTokens:
+	case Secrets, ConfigMaps, ServiceAccountTokens, DeviceModels:
 		if deleting {
 			return 2
 		}
 		return 0
-	case Pods:
+	case Pods, Devices:
 		return 1
 	}
 	return 3

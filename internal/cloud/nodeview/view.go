@@ -1,7 +1,8 @@
 // Package nodeview computes, for each edge node connected to this replica,
 // the set of objects the node must hold: the pods bound to it, the
-// ConfigMaps and Secrets those pods use, and the service-account tokens
-// their projected volumes request. It keeps that set current from informer
+// ConfigMaps and Secrets those pods use, the service-account tokens
+// their projected volumes request, and the Devices bound to it with the
+// DeviceModels they name. It keeps that set current from informer
 // events and tells each node's session (a Sink) what changed.
 //
 // Nothing is kept for nodes that are not connected here: a node's view is
@@ -22,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
 	"github.com/verge-edge/verge/internal/protocol/downsync"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 )
@@ -52,8 +54,9 @@ type Tokens interface {
 
 // View maintains the views of subscribed nodes.
 type View struct {
-	cache  Cache
-	tokens Tokens
+	cache   Cache
+	tokens  Tokens
+	devices DeviceCache // nil: views hold no devices
 
 	mu   sync.Mutex
 	subs map[string]*subscription
@@ -67,6 +70,8 @@ type subscription struct {
 	// so tokens still fresh there are not minted again at once.
 	held map[string]downsync.Version
 	pods map[string]podRefs // pod key → what it references
+	// devices: Device key → the key of the DeviceModel it names.
+	devices map[string]string
 	// refcount: object key → number of this node's pods referencing it.
 	refcount map[string]int
 	tokens   map[string]int // token key → pods wanting it (one pod each, kept for symmetry)
@@ -91,7 +96,7 @@ func (v *View) Subscribe(node string, sink Sink, held []downsync.Meta) (unsubscr
 	if old := v.subs[node]; old != nil {
 		v.dropLocked(node, old)
 	}
-	s := &subscription{sink: sink, held: map[string]downsync.Version{}, pods: map[string]podRefs{}, refcount: map[string]int{}, tokens: map[string]int{}}
+	s := &subscription{sink: sink, held: map[string]downsync.Version{}, pods: map[string]podRefs{}, devices: map[string]string{}, refcount: map[string]int{}, tokens: map[string]int{}}
 	for _, m := range held {
 		if strings.HasPrefix(m.Key, ServiceAccountTokens+"/") {
 			s.held[m.Key] = m.Version
@@ -100,6 +105,11 @@ func (v *View) Subscribe(node string, sink Sink, held []downsync.Meta) (unsubscr
 	v.subs[node] = s
 	for _, pod := range v.cache.PodsOnNode(node) {
 		v.addPodLocked(node, s, pod)
+	}
+	if v.devices != nil {
+		for _, d := range v.devices.DevicesOnNode(node) {
+			v.addDeviceLocked(node, s, d)
+		}
 	}
 	return func() {
 		v.mu.Lock()
@@ -143,8 +153,8 @@ func (v *View) OnPod(old, new *corev1.Pod) {
 	}
 }
 
-// OnObject applies a ConfigMap or Secret informer event (obj nil when it
-// was deleted).
+// OnObject applies a ConfigMap, Secret or DeviceModel informer event (obj
+// nil when it was deleted).
 func (v *View) OnObject(key string, obj runtime.Object) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -153,7 +163,7 @@ func (v *View) OnObject(key string, obj runtime.Object) {
 		if obj == nil {
 			s.sink.Remove(key)
 		} else {
-			s.sink.Set(toObject(key, obj))
+			s.sink.Set(toObject(key, forNodeObject(obj)))
 		}
 	}
 }
@@ -271,7 +281,7 @@ func (v *View) refLocked(node string, s *subscription, key string) {
 		v.users[key] = map[string]bool{}
 	}
 	v.users[key][node] = true
-	if obj, ok := v.cache.Object(key); ok {
+	if obj, ok := v.object(key); ok {
 		s.sink.Set(toObject(key, obj))
 	}
 }
@@ -311,6 +321,30 @@ func (v *View) dropLocked(node string, s *subscription) {
 	for k := range s.tokens {
 		v.tokens.Drop(node, k)
 	}
+}
+
+// object returns a referenced object from the caches.
+func (v *View) object(key string) (runtime.Object, bool) {
+	if resource, ns, name, err := objkey.Split(key); err == nil && resource == DeviceModels {
+		if v.devices == nil {
+			return nil, false
+		}
+		m, ok := v.devices.Model(ns, name)
+		if !ok {
+			return nil, false
+		}
+		return modelForNode(m), true
+	}
+	return v.cache.Object(key)
+}
+
+// forNodeObject strips what nodes do not use from objects that the wire
+// encoding does not strip itself.
+func forNodeObject(obj runtime.Object) runtime.Object {
+	if m, ok := obj.(*devicesv1beta1.DeviceModel); ok {
+		return modelForNode(m)
+	}
+	return obj
 }
 
 func toObject(key string, obj runtime.Object) downsync.Object {

@@ -21,6 +21,11 @@ const (
 	ConfigMaps           = "configmaps"
 	Secrets              = "secrets"
 	ServiceAccountTokens = "serviceaccounttokens"
+	// Devices and DeviceModels are devices.kubeedge.io/v1beta1 objects;
+	// a node holds the Devices bound to it and the models they name.
+	// Device reports (edge → cloud) use the Device's key too.
+	Devices      = "devices"
+	DeviceModels = "devicemodels"
 )
 
 // Key builds an object key.

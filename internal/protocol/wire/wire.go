@@ -144,7 +144,8 @@ func Decode(enc syncpb.Encoding, data []byte, compressed bool, into any) error {
 	return fmt.Errorf("unknown encoding %v", enc)
 }
 
-// Report kinds: what an edge node tells the cloud.
+// Report kinds: what an edge node tells the cloud (ReportDevice is in
+// device.go).
 const (
 	// ReportNodeStatus carries a *corev1.Node with metadata.name and status.
 	ReportNodeStatus = "nodestatus"
