@@ -1,7 +1,8 @@
 // Package cloudtest runs verge-cloud's hub in-process against the testenv
 // cluster, for tests of the cloud–edge link from either side. It wires the
-// real parts (hub, node views, token minter, report applier, node
-// lifecycle); nothing is faked.
+// real parts as verge-cloud's app does (hub, node views with devices, token
+// minter, report applier, node lifecycle, device controller); nothing is
+// faked.
 package cloudtest
 
 import (
@@ -19,8 +20,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/verge-edge/verge/api/crds"
+	"github.com/verge-edge/verge/internal/cloud/devices"
+	"github.com/verge-edge/verge/internal/cloud/devices/devclient"
 	"github.com/verge-edge/verge/internal/cloud/hub"
 	"github.com/verge-edge/verge/internal/cloud/nodeca"
 	"github.com/verge-edge/verge/internal/cloud/nodes"
@@ -38,6 +43,9 @@ type Cloud struct {
 	Registry  *prometheus.Registry
 	Kube      kubernetes.Interface
 	Namespace string
+	// Devices is the device controller (its informers watch every
+	// namespace; the devices.kubeedge.io CRDs are installed).
+	Devices *devices.Controller
 
 	opts Options
 	stop func()
@@ -75,6 +83,7 @@ func start(t *testing.T, o Options, ns, listen string) *Cloud {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
 	factory := informers.NewSharedInformerFactory(kube, 0)
 	minter := nodeview.NewMinter(kube, logger)
 	watcher, err := nodeview.Watch(factory, minter)
@@ -82,14 +91,14 @@ func start(t *testing.T, o Options, ns, listen string) *Cloud {
 		cancel()
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
+	devInformers, devController := startDevices(t, factory, watcher, logger, reg)
 	events := record.NewBroadcaster(record.WithContext(ctx))
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
 	lifecycle := nodes.NewManager(kube, factory.Core().V1().Nodes().Lister(), recorder, logger)
 	h, err := hub.New(hub.Config{
 		Listen: listen, CA: ca, Kube: kube, View: watcher.View,
-		Reports:          &reports.Applier{Kube: kube, Pods: watcher, Logger: logger},
+		Reports:          &reports.Applier{Devices: devController, Kube: kube, Pods: watcher, Logger: logger},
 		Nodes:            lifecycle,
 		NodeCertValidity: o.NodeCertValidity,
 		Heartbeat:        time.Second, Window: 8, BatchSize: 4,
@@ -101,10 +110,16 @@ func start(t *testing.T, o Options, ns, listen string) *Cloud {
 	}
 	factory.Start(ctx.Done())
 	factory.WaitForCacheSync(ctx.Done())
+	devInformers.Start(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), devInformers.HasSynced) {
+		cancel()
+		t.Fatal("device informers did not sync")
+	}
 	done := make(chan struct{})
 	go func() { _ = minter.Start(ctx) }()
 	go func() { _ = watcher.Start(ctx) }()
 	go func() { _ = lifecycle.Start(ctx) }()
+	go func() { _ = devController.Start(ctx) }()
 	go func() { defer close(done); _ = h.Start(ctx) }()
 	addr, err := h.Addr(ctx)
 	if err != nil {
@@ -114,7 +129,7 @@ func start(t *testing.T, o Options, ns, listen string) *Cloud {
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done; events.Shutdown() }) }
 	t.Cleanup(stop)
-	return &Cloud{Hub: h, CA: ca, Addr: addr.String(), Registry: reg, Kube: kube, Namespace: ns, opts: o, stop: stop}
+	return &Cloud{Hub: h, CA: ca, Addr: addr.String(), Registry: reg, Kube: kube, Namespace: ns, Devices: devController, opts: o, stop: stop}
 }
 
 // UniqueNode names a node after the test's namespace, so tests (and
@@ -149,4 +164,36 @@ func (c *Cloud) Metric(t *testing.T, name string, labels ...string) float64 {
 		}
 	}
 	return 0
+}
+
+// startDevices builds the device informers and controller as verge-cloud
+// does, connected to the node views, with the devices.kubeedge.io CRDs
+// installed in the shared cluster.
+func startDevices(t *testing.T, factory informers.SharedInformerFactory, watcher *nodeview.Watcher, logger *slog.Logger, reg prometheus.Registerer) (*devclient.Informers, *devices.Controller) {
+	t.Helper()
+	all, err := crds.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.InstallCRDs(t, all)
+	client, err := devclient.NewClient(testenv.Start(t).RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inf, err := devclient.NewInformers(client, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.WatchDevices(inf); err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := devices.New(devices.Options{
+		Client: client, Informers: inf,
+		Nodes: factory.Core().V1().Nodes().Lister(), NodeInformer: factory.Core().V1().Nodes().Informer(),
+		Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inf, ctrl
 }

@@ -130,6 +130,10 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	devs, err := a.devices(factory, watcher)
+	if err != nil {
+		return err
+	}
 	guard, err := nodes.NewEvictionGuard(kube, factory, a.logger)
 	if err != nil {
 		return err
@@ -181,6 +185,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { factory.WaitForCacheSync(gctx.Done()); return nil })
 	g.Go(func() error { return minter.Start(gctx) })
 	g.Go(func() error { return watcher.Start(gctx) })
+	g.Go(func() error { return devs.run(gctx) })
 	g.Go(func() error { return guard.Start(gctx) })
 	g.Go(func() error { return lifecycle.Start(gctx) })
 	g.Go(func() error {
@@ -196,7 +201,7 @@ func (a *App) Run(ctx context.Context) error {
 			Heartbeat:        a.cfg.Hub.Heartbeat.Duration,
 			Kube:             kube,
 			View:             watcher.View,
-			Reports:          &reports.Applier{Kube: kube, Pods: watcher, Logger: a.logger},
+			Reports:          &reports.Applier{Devices: devs.controller, Kube: kube, Pods: watcher, Logger: a.logger},
 			Nodes:            lifecycle,
 			Logger:           a.logger,
 			Registry:         a.reg,

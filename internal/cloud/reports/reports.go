@@ -1,5 +1,5 @@
 // Package reports applies the status reports edge nodes send (node status,
-// pod status, terminated pods, events) to the Kubernetes API, after checking
+// pod status, terminated pods, events, devices) to the Kubernetes API, after checking
 // that the sending node may write them: a node writes status only for
 // itself and for pods bound to it, and events only about those. The hub
 // calls Apply concurrently; each call is idempotent, because a report may
@@ -34,6 +34,9 @@ type PodLookup interface {
 
 // Applier applies reports.
 type Applier struct {
+	// Devices applies device reports; nil refuses them.
+	Devices DeviceReports
+
 	Kube   kubernetes.Interface
 	Pods   PodLookup
 	Logger *slog.Logger
@@ -41,6 +44,9 @@ type Applier struct {
 
 // Apply authorizes and applies one report from node.
 func (a *Applier) Apply(ctx context.Context, node string, r *syncpb.Report) (syncpb.Outcome, string, time.Duration) {
+	if r.Kind == wire.ReportDevice {
+		return a.applyDevice(ctx, node, r)
+	}
 	err := a.apply(ctx, node, r)
 	if err == nil {
 		return syncpb.Outcome_OUTCOME_ACCEPTED, "", 0
