@@ -1,0 +1,59 @@
+// Command verge-ji-cloud is the cloud worker of a JointInferenceService on
+// Fashion-MNIST: it serves the cloud model (MODEL_URL) with Sedna's
+// inference protocol on BIG_MODEL_BIND_PORT (5000):
+//
+//	POST /{SERVICE_NAME}/predict {"data": [784 pixels in [0, 1]]} → {"result": [10 probabilities]}
+//
+// See docs/ai-worker-sdk.md#reference-workers.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/verge-edge/verge/internal/aiworkload"
+	"github.com/verge-edge/verge/internal/logging"
+	"github.com/verge-edge/verge/internal/version"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "verge-ji-cloud:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	logOpts := logging.Defaults()
+	fs := pflag.NewFlagSet("verge-ji-cloud", pflag.ContinueOnError)
+	fs.StringVar(&logOpts.Level, "log-level", logOpts.Level, "debug, info, warn or error")
+	fs.StringVar(&logOpts.Format, "log-format", logOpts.Format, "text or json")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Println(version.Version)
+		return nil
+	}
+	log, err := logging.New(logOpts, os.Stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := aiworkload.LoadCloudConfig(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	w, err := aiworkload.NewCloudWorker(cfg, nil, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return w.Start(ctx)
+}
