@@ -242,7 +242,7 @@ func (c *Conn) writable() error {
 func (c *Conn) send(f *syncpb.TunnelFrame) error {
 	stop := make(chan struct{})
 	expired := make(chan struct{})
-	if wait := c.wd.wait(); wait != nil {
+	if wait, ok := c.wd.active(); ok {
 		go func() {
 			select {
 			case <-wait:
@@ -343,50 +343,63 @@ func (a Addr) Network() string { return "tunnel" }
 func (a Addr) String() string  { return string(a) }
 
 // deadline is a settable deadline whose wait channel closes when it
-// passes (the pattern of net.Pipe).
+// passes: net.Pipe's design. The channel exists from the start, so an
+// operation already waiting sees a deadline set later (http.Server sets a
+// past read deadline to interrupt its background read when a handler
+// hijacks the connection).
 type deadline struct {
 	mu     sync.Mutex
 	timer  *time.Timer
-	cancel chan struct{} // nil: no deadline
+	cancel chan struct{}
+	armed  bool // a deadline is set (not the zero time)
 }
 
-func newDeadline() deadline { return deadline{} }
+func newDeadline() deadline { return deadline{cancel: make(chan struct{})} }
 
 func (d *deadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.timer != nil && !d.timer.Stop() {
-		<-d.cancel // the timer fired: wait for it to close cancel
+		<-d.cancel // the timer fired: wait until it closed cancel
 	}
 	d.timer = nil
-	closed := d.cancel != nil && isClosed(d.cancel)
+	closed := isClosed(d.cancel)
+	d.armed = !t.IsZero()
 	if t.IsZero() {
-		d.cancel = nil
+		if closed {
+			d.cancel = make(chan struct{})
+		}
 		return
 	}
-	if d.cancel == nil || closed {
-		d.cancel = make(chan struct{})
-	}
 	if dur := time.Until(t); dur > 0 {
+		if closed {
+			d.cancel = make(chan struct{})
+		}
 		ch := d.cancel
 		d.timer = time.AfterFunc(dur, func() { close(ch) })
 		return
 	}
-	close(d.cancel)
+	if !closed {
+		close(d.cancel)
+	}
 }
 
-// wait returns a channel closed when the deadline passes (nil: never).
+// wait returns a channel closed when the deadline passes.
 func (d *deadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.cancel == nil {
-		return nil
-	}
 	return d.cancel
+}
+
+// active returns the wait channel if a deadline is set.
+func (d *deadline) active() (<-chan struct{}, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cancel, d.armed
 }
 
 func (d *deadline) expired() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.cancel != nil && isClosed(d.cancel)
+	return isClosed(d.cancel)
 }
