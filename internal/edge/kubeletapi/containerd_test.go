@@ -116,7 +116,7 @@ func startNode(t *testing.T, name string, pods func(images containerdtest.Images
 	if err != nil {
 		t.Fatal(err)
 	}
-	cd := containerdtest.StartNode(t, name, reg, images.Pause)
+	cd := containerdtest.StartNode(t, "kapi", reg, images.Pause)
 	dir := t.TempDir()
 	cfg := podruntime.Config{
 		NodeName: name, NodeIP: "127.0.0.1", CRIEndpoint: cd.Endpoint(),
@@ -349,10 +349,10 @@ func TestStreamingAgainstContainerd(t *testing.T) {
 		if code, body := get("/containerLogs/default/web/crash?previous=true"); code != 200 || !strings.Contains(body, "crasher started") || !strings.Contains(body, "crasher exiting with 3") {
 			t.Fatalf("previous crash logs: %d %q", code, body)
 		}
-		if code, body := get("/containerLogs/default/web/idle?previous=true"); code != 404 || !strings.Contains(body, "no previous terminated container") {
+		if code, body := get("/containerLogs/default/web/idle?previous=true"); code != 400 || !strings.Contains(body, "no previous terminated container") {
 			t.Fatalf("previous of a container that never ended: %d %q", code, body)
 		}
-		if code, body := get("/containerLogs/default/web/nope"); code != 404 || !strings.Contains(body, `has no container "nope"`) {
+		if code, body := get("/containerLogs/default/web/nope"); code != 400 || !strings.Contains(body, `has no container "nope"`) {
 			t.Fatalf("unknown container: %d %q", code, body)
 		}
 		// Exec output lands in no log; a followed log of a running

@@ -145,11 +145,13 @@ func (h *Handler) container(w http.ResponseWriter, r *http.Request, previous boo
 	ns, pod, name := r.PathValue("ns"), r.PathValue("pod"), r.PathValue("container")
 	ref, err := h.cfg.Containers.Container(r.Context(), ns, pod, name, previous)
 	switch {
+	// 400, as the kubelet answers these: the API server passes a 400's
+	// message on to the user (a 404's it replaces).
 	case errors.Is(err, podruntime.ErrContainerNotFound) && previous:
-		http.Error(w, fmt.Sprintf("pod %s/%s has no previous terminated container %q on this node", ns, pod, name), http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("pod %s/%s has no previous terminated container %q on this node", ns, pod, name), http.StatusBadRequest)
 		return ref, false
 	case errors.Is(err, podruntime.ErrContainerNotFound):
-		http.Error(w, fmt.Sprintf("pod %s/%s has no container %q on this node (not started yet, or removed)", ns, pod, name), http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("pod %s/%s has no container %q on this node (not started yet, or removed)", ns, pod, name), http.StatusBadRequest)
 		return ref, false
 	case err != nil:
 		h.cfg.Logger.Warn("container lookup failed", "pod", ns+"/"+pod, "container", name, "error", err)

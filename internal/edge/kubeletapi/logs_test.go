@@ -215,8 +215,8 @@ func TestContainerLogsErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"/containerLogs/ns/web/nope", 404, `pod ns/web has no container "nope"`},
-		{"/containerLogs/ns/web/c?previous=true", 404, `pod ns/web has no previous terminated container "c"`},
+		{"/containerLogs/ns/web/nope", 400, `pod ns/web has no container "nope"`},
+		{"/containerLogs/ns/web/c?previous=true", 400, `pod ns/web has no previous terminated container "c"`},
 		{"/containerLogs/ns/web/c?tailLines=-1", 400, "tailLines"},
 		{"/containerLogs/ns/web/c?follow=maybe", 400, "follow"},
 		{"/containerLogs/ns/web/c?sinceTime=yesterday", 400, "sinceTime"},
