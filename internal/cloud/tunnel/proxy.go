@@ -111,11 +111,27 @@ func (p *Proxy) Ready() error {
 	return nil
 }
 
-// Start serves until ctx ends.
+// Start serves until ctx ends. A busy port does not fail Start: the
+// address is retried every 5 s (with an error logged) while the rest of
+// verge-cloud goes on, since tunnels are only one of its features.
 func (p *Proxy) Start(ctx context.Context) error {
-	l, err := net.Listen("tcp", p.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("tunnel proxy: listening on %s: %w", p.cfg.Listen, err)
+	caDone := make(chan struct{})
+	go func() { defer close(caDone); p.refreshClientCA(ctx) }()
+	defer func() { <-caDone }()
+	var l net.Listener
+	for attempt := 0; ; attempt++ {
+		var err error
+		if l, err = net.Listen("tcp", p.cfg.Listen); err == nil {
+			break
+		}
+		if attempt%12 == 0 {
+			p.cfg.Logger.Error("the tunnel proxy cannot listen; kubectl logs/exec/port-forward to edge nodes fail until it can (retrying every 5 s)", "address", p.cfg.Listen, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
 	}
 	base := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
@@ -144,11 +160,9 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}
 	p.addr <- l.Addr()
 	p.cfg.Logger.Info("tunnel proxy serving", "address", l.Addr().String())
-
-	caDone := make(chan struct{})
-	go func() { defer close(caDone); p.refreshClientCA(ctx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(l, tlsConfig)) }()
+	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
@@ -158,7 +172,6 @@ func (p *Proxy) Start(ctx context.Context) error {
 		_ = srv.Close() // hijacked streams (exec, port-forward) are not waited for
 		err = nil
 	}
-	<-caDone
 	return err
 }
 
@@ -240,17 +253,17 @@ func (p *Proxy) forwarder(endpoint string) http.Handler {
 		ErrorLog:      slog.NewLogLogger(p.cfg.Logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			node, _ := r.Context().Value(nodeKey{}).(string)
-			code := http.StatusBadGateway
+			// Always 502: the API server shows a 5xx's message to the
+			// user except for 503 and 504, whose message it replaces.
 			var refused *RefusedError
 			switch {
 			case errors.Is(err, ErrTooManyTunnels), errors.As(err, &refused):
-				code = http.StatusServiceUnavailable
 				w.Header().Set("Retry-After", "5")
 			case errors.Is(err, context.Canceled):
 				return // the API server went away
 			}
 			p.cfg.Logger.Warn("tunnel to node failed", "node", node, "path", r.URL.Path, "error", err)
-			http.Error(w, fmt.Sprintf("verge-cloud could not reach node %s: %v", node, err), code)
+			http.Error(w, fmt.Sprintf("verge-cloud could not reach node %s: %v", node, err), http.StatusBadGateway)
 		},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -82,7 +82,7 @@ func startProxy(t *testing.T, c *cloud, clusterCA *pki.CA, pods podIndex) *proxy
 	kube := fake.NewClientset(authConfigMap(clusterCA))
 	p, err := tunnel.NewProxy(tunnel.ProxyConfig{
 		Listen:          "127.0.0.1:0",
-		Dial:            func(ctx context.Context, node string) (net.Conn, error) { return c.svc.DialNode(ctx, node) },
+		Dial:            c.svc.Dial,
 		Pods:            pods,
 		Kube:            kube,
 		Certificate:     cert,

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -306,6 +307,16 @@ func (s *Service) DialNode(ctx context.Context, node string) (*tunnelconn.Conn, 
 	}
 	s.metrics.dials.WithLabelValues("timeout").Inc()
 	return nil, why
+}
+
+// Dial is DialNode for a net.Conn dialer (ProxyConfig.Dial): a failed
+// dial returns a nil net.Conn, not a nil *tunnelconn.Conn in one.
+func (s *Service) Dial(ctx context.Context, node string) (net.Conn, error) {
+	conn, err := s.DialNode(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
 }
 
 func dialOutcome(err error) string {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/verge-edge/verge/internal/cloud/tunnel"
@@ -57,7 +58,8 @@ func startCloud(t *testing.T, cfg tunnel.Config) *cloud {
 	cfg.Logger = testLogger
 	cfg.Replica = "replica-under-test"
 	svc := tunnel.New(cfg)
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsConfig)))
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsConfig)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true})) // as the hub
 	svc.Register(g)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -127,7 +129,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func (c *cloud) get(t *testing.T, node, path string) (int, string) {
 	t.Helper()
 	client := &http.Client{Transport: &http.Transport{
-		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return c.svc.DialNode(ctx, node) },
+		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return c.svc.Dial(ctx, node) },
 		DisableKeepAlives: true,
 	}, Timeout: 20 * time.Second}
 	resp, err := client.Get("http://" + node + path)
@@ -235,7 +237,7 @@ func TestConcurrentTunnelsAndLimits(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			for {
-				conn, err := c.svc.DialNode(ctx, "edge-a")
+				conn, err := c.svc.Dial(ctx, "edge-a")
 				var refused *tunnel.RefusedError
 				if errors.Is(err, tunnel.ErrTooManyTunnels) || errors.As(err, &refused) {
 					time.Sleep(5 * time.Millisecond)
