@@ -60,7 +60,7 @@ type Config struct {
 	Kick func()
 	// Events receives twin, state and membership changes (the MQTT bus);
 	// may be nil.
-	Events Events
+	Events   Events
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	// Now is the clock (default time.Now).
@@ -101,7 +101,7 @@ type Service struct {
 	// pendingOps are store writes to make at the next flush.
 	pendingOps []func(context.Context) error
 	wake       chan struct{}
-	runCtx  context.Context
+	runCtx     context.Context
 }
 
 // New builds the Service; Start runs it.
