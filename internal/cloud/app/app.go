@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -36,6 +37,8 @@ import (
 	"github.com/verge-edge/verge/internal/cloud/nodes"
 	"github.com/verge-edge/verge/internal/cloud/nodeview"
 	"github.com/verge-edge/verge/internal/cloud/reports"
+	"github.com/verge-edge/verge/internal/cloud/tunnel"
+	"github.com/verge-edge/verge/internal/nodecert"
 	"github.com/verge-edge/verge/internal/opsserver"
 	"github.com/verge-edge/verge/internal/pki"
 	"github.com/verge-edge/verge/internal/version"
@@ -145,6 +148,11 @@ func (a *App) Run(ctx context.Context) error {
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
 	lifecycle := nodes.NewManager(kube, nodeLister, recorder, a.logger)
 	hubReady := make(chan *hub.Server, 1)
+	var tunnels *tunnel.Service
+	if a.cfg.Tunnel.Listen != "" {
+		tunnels = tunnel.New(tunnel.Config{MaxTunnelsPerNode: a.cfg.Tunnel.MaxPerNode, Logger: a.logger, Registry: a.reg})
+	}
+	proxyReady := make(chan *tunnel.Proxy, 1)
 
 	a.ops.AddHealthCheck("ping", func(context.Context) error { return nil })
 	a.ops.AddReadyCheck("kube-apiserver", func(ctx context.Context) error {
@@ -174,6 +182,18 @@ func (a *App) Run(ctx context.Context) error {
 			return errors.New("hub not serving yet (waiting for the Verge CA)")
 		}
 	})
+	a.ops.AddReadyCheck("tunnel", func(context.Context) error {
+		if tunnels == nil {
+			return nil // turned off
+		}
+		select {
+		case p := <-proxyReady:
+			proxyReady <- p
+			return p.Ready()
+		default:
+			return errors.New("tunnel proxy not started yet (waiting for the Verge CA)")
+		}
+	})
 
 	a.logger.Info("verge-cloud starting", "version", version.Version, "apiserver", a.rest.Host, "ops", a.cfg.OpsAddress, "hub", a.cfg.Hub.Listen)
 	g, gctx := errgroup.WithContext(ctx)
@@ -193,6 +213,16 @@ func (a *App) Run(ctx context.Context) error {
 		if err != nil || gctx.Err() != nil {
 			return err
 		}
+		var services []func(*grpc.Server)
+		if tunnels != nil {
+			proxy, err := a.tunnelProxy(ca, kube, watcher, tunnels)
+			if err != nil {
+				return err
+			}
+			services = append(services, tunnels.Register)
+			proxyReady <- proxy
+			g.Go(func() error { return proxy.Start(gctx) })
+		}
 		h, err := hub.New(hub.Config{
 			Listen:           a.cfg.Hub.Listen,
 			AdvertiseNames:   a.cfg.Hub.AdvertiseNames,
@@ -201,8 +231,9 @@ func (a *App) Run(ctx context.Context) error {
 			Heartbeat:        a.cfg.Hub.Heartbeat.Duration,
 			Kube:             kube,
 			View:             watcher.View,
-			Reports:          &reports.Applier{Devices: devs.controller, Kube: kube, Pods: watcher, Logger: a.logger},
+			Reports:          &reports.Applier{Devices: devs.controller, Kube: kube, Pods: watcher, Logger: a.logger, KubeletPort: a.cfg.Tunnel.Port()},
 			Nodes:            lifecycle,
+			Services:         services,
 			Logger:           a.logger,
 			Registry:         a.reg,
 		})
@@ -224,6 +255,24 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// tunnelProxy builds the HTTPS server the API server calls for edge nodes'
+// kubelet API, serving a certificate from the Verge CA.
+func (a *App) tunnelProxy(ca *pki.CA, kube kubernetes.Interface, pods tunnel.PodLookup, tunnels *tunnel.Service) (*tunnel.Proxy, error) {
+	serving, err := nodecert.ServerTLS(ca, a.cfg.Hub.AdvertiseNames, 365*24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel proxy certificate: %w", err)
+	}
+	return tunnel.NewProxy(tunnel.ProxyConfig{
+		Listen:      a.cfg.Tunnel.Listen,
+		Dial:        tunnels.Dial,
+		Pods:        pods,
+		Kube:        kube,
+		Certificate: serving.Certificates[0],
+		Logger:      a.logger,
+		Registry:    a.reg,
+	})
 }
 
 // loadCA reads or creates the Verge CA, retrying while the API server is

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -49,6 +50,8 @@ type Cloud struct {
 
 	Hub Hub `json:"hub"`
 
+	Tunnel Tunnel `json:"tunnel"`
+
 	// ShutdownTimeout bounds the graceful shutdown after SIGTERM.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout"`
 
@@ -69,6 +72,32 @@ type Hub struct {
 	Heartbeat metav1.Duration `json:"heartbeat"`
 }
 
+// Tunnel configures how the API server reaches edge nodes' kubelet API
+// (kubectl logs, exec, attach, port-forward) through the nodes' links; see
+// docs/logs-exec.md.
+type Tunnel struct {
+	// Listen is the HTTPS address the API server calls instead of a
+	// kubelet; its port is published as every edge node's kubelet port.
+	// Listen on all interfaces (or on the nodes' addresses) so the API
+	// server reaches it at a node's address. Empty turns tunnels off.
+	Listen string `json:"listen"`
+	// MaxPerNode bounds the tunnels, pending and open, to one node.
+	MaxPerNode int `json:"maxPerNode"`
+}
+
+// Port returns the port of Listen (0 when tunnels are off).
+func (t Tunnel) Port() int32 {
+	_, p, err := net.SplitHostPort(t.Listen)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return 0
+	}
+	return int32(n)
+}
+
 // Default returns the configuration used when nothing is set.
 func Default() Cloud {
 	return Cloud{
@@ -86,6 +115,10 @@ func Default() Cloud {
 			Listen:           ":10000",
 			NodeCertValidity: metav1.Duration{Duration: 365 * 24 * time.Hour},
 			Heartbeat:        metav1.Duration{Duration: 15 * time.Second},
+		},
+		Tunnel: Tunnel{
+			Listen:     ":10350",
+			MaxPerNode: 32,
 		},
 		ShutdownTimeout: metav1.Duration{Duration: 30 * time.Second},
 		Log:             logging.Defaults(),
@@ -115,6 +148,12 @@ func (c Cloud) Validate() error {
 	}
 	if c.Hub.Heartbeat.Duration < time.Second {
 		errs = append(errs, fmt.Errorf("hub.heartbeat %s is too short: use at least 1s", c.Hub.Heartbeat.Duration))
+	}
+	if c.Tunnel.Listen != "" && c.Tunnel.Port() == 0 {
+		errs = append(errs, fmt.Errorf("tunnel.listen %q must be host:port with a fixed port (it is published as the edge nodes' kubelet port), or empty to turn tunnels off", c.Tunnel.Listen))
+	}
+	if c.Tunnel.MaxPerNode < 1 {
+		errs = append(errs, fmt.Errorf("tunnel.maxPerNode %d must be at least 1", c.Tunnel.MaxPerNode))
 	}
 	if c.Namespace == "" {
 		errs = append(errs, errors.New("namespace must be set"))
@@ -153,6 +192,8 @@ func BindFlags(fs *pflag.FlagSet, c *Cloud) {
 	fs.StringSliceVar(&c.Hub.AdvertiseNames, "hub-advertise", c.Hub.AdvertiseNames, "extra names/IPs for the hub's certificate")
 	fs.DurationVar(&c.Hub.NodeCertValidity.Duration, "node-cert-validity", c.Hub.NodeCertValidity.Duration, "lifetime of node certificates")
 	fs.DurationVar(&c.Hub.Heartbeat.Duration, "heartbeat", c.Hub.Heartbeat.Duration, "heartbeat interval between nodes and the cloud")
+	fs.StringVar(&c.Tunnel.Listen, "tunnel-listen", c.Tunnel.Listen, "HTTPS address the API server calls for edge nodes' logs/exec/port-forward (its port becomes the nodes' kubelet port; empty: off)")
+	fs.IntVar(&c.Tunnel.MaxPerNode, "tunnel-max-per-node", c.Tunnel.MaxPerNode, "most tunnels (logs, exec, port-forward) open to one edge node")
 	fs.DurationVar(&c.ShutdownTimeout.Duration, "shutdown-timeout", c.ShutdownTimeout.Duration, "how long a graceful shutdown may take")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "text or json")

@@ -75,6 +75,9 @@ type Config struct {
 	View    *nodeview.View
 	Reports Reports
 	Nodes   Nodes
+	// Services register further gRPC services on the hub's server (same
+	// port and TLS; e.g. the tunnel service).
+	Services []func(*grpc.Server)
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -158,6 +161,9 @@ func New(cfg Config) (*Server, error) {
 	)
 	syncpb.RegisterHubServer(s.grpc, &hubService{s: s})
 	syncpb.RegisterBootstrapServer(s.grpc, &bootstrapService{s: s})
+	for _, register := range cfg.Services {
+		register(s.grpc)
+	}
 	return s, nil
 }
 

@@ -40,6 +40,11 @@ type Applier struct {
 	Kube   kubernetes.Interface
 	Pods   PodLookup
 	Logger *slog.Logger
+	// KubeletPort, when set, replaces the port in every node status's
+	// daemonEndpoints.kubeletEndpoint: the API server then calls the
+	// node's kubelet API (logs, exec, port-forward) at that port of the
+	// node's address, where verge-cloud's tunnel proxy listens.
+	KubeletPort int32
 }
 
 // Apply authorizes and applies one report from node.
@@ -80,6 +85,9 @@ func (a *Applier) apply(ctx context.Context, node string, r *syncpb.Report) erro
 		}
 		if n.Name != node {
 			return deny("node %s may not report the status of node %s", node, n.Name)
+		}
+		if a.KubeletPort != 0 {
+			n.Status.DaemonEndpoints.KubeletEndpoint.Port = a.KubeletPort
 		}
 		return a.patchStatus(ctx, func(body []byte) error {
 			_, err := a.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, body, metav1.PatchOptions{FieldManager: nodeview.NodeFieldManager}, "status")
