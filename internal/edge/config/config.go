@@ -43,7 +43,53 @@ type Edge struct {
 	EnablePprof bool   `json:"enablePprof"`
 
 	Runtime Runtime         `json:"runtime"`
+	Devices Devices         `json:"devices"`
 	Log     logging.Options `json:"log"`
+}
+
+// Devices configures the device twin, its DMI server for mappers and the
+// local MQTT bus.
+type Devices struct {
+	DMI  DMI  `json:"dmi"`
+	MQTT MQTT `json:"mqtt"`
+	// FlushInterval is how long readings from mappers gather before they
+	// are written to the store and queued for the cloud in one write per
+	// device (default 100ms).
+	FlushInterval metav1.Duration `json:"flushInterval"`
+}
+
+// DMI configures the socket mappers register on.
+type DMI struct {
+	// SocketDir holds the edge's DMI socket (dmi.sock, mode 0660) and,
+	// by convention, mappers' sockets (mappers/); it is created 0750.
+	// Mount it into mapper pods (hostPath). Default DataDir/dmi.
+	SocketDir string `json:"socketDir,omitempty"`
+	// AllowedUIDs and AllowedGIDs may connect (checked with the peer's
+	// credentials). Default: root and verge-edge's own user.
+	AllowedUIDs []uint32 `json:"allowedUIDs,omitempty"`
+	AllowedGIDs []uint32 `json:"allowedGIDs,omitempty"`
+}
+
+// MQTT modes.
+const (
+	MQTTEmbedded = "embedded"
+	MQTTExternal = "external"
+	MQTTOff      = "off"
+)
+
+// MQTT configures the local event bus (KubeEdge's $hw/events/... topics).
+type MQTT struct {
+	// Mode is embedded (a broker inside verge-edge), external (a broker
+	// at Broker) or off.
+	Mode string `json:"mode"`
+	// Listen is the embedded broker's address; loopback unless apps on
+	// other hosts need it.
+	Listen string `json:"listen"`
+	// Broker is the external broker, e.g. tcp://127.0.0.1:1883.
+	Broker string `json:"broker,omitempty"`
+	// Username and PasswordFile authenticate to the external broker.
+	Username     string `json:"username,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
 }
 
 // Cloud locates the hub.
@@ -79,6 +125,10 @@ func Default() Edge {
 			CgroupParent:    "/verge",
 			ReconcilePeriod: metav1.Duration{Duration: 10 * time.Second},
 		},
+		Devices: Devices{
+			MQTT:          MQTT{Mode: MQTTEmbedded, Listen: "127.0.0.1:1883"},
+			FlushInterval: metav1.Duration{Duration: 100 * time.Millisecond},
+		},
 		Log: logging.Defaults(),
 	}
 }
@@ -110,10 +160,43 @@ func (c Edge) Validate() error {
 	if c.Runtime.NodeIP != "" && net.ParseIP(c.Runtime.NodeIP) == nil {
 		errs = append(errs, fmt.Errorf("runtime.nodeIP %q is not an IP address", c.Runtime.NodeIP))
 	}
+	errs = append(errs, c.Devices.validate()...)
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+func (d Devices) validate() []error {
+	var errs []error
+	if d.DMI.SocketDir != "" && !filepath.IsAbs(d.DMI.SocketDir) {
+		errs = append(errs, fmt.Errorf("devices.dmi.socketDir %q must be an absolute path", d.DMI.SocketDir))
+	}
+	if f := d.FlushInterval.Duration; f < 10*time.Millisecond || f > 10*time.Second {
+		errs = append(errs, fmt.Errorf("devices.flushInterval %s is out of range: use 10ms to 10s", f))
+	}
+	switch d.MQTT.Mode {
+	case MQTTEmbedded:
+		if _, _, err := net.SplitHostPort(d.MQTT.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("devices.mqtt.listen %q is not host:port: %w", d.MQTT.Listen, err))
+		}
+	case MQTTExternal:
+		if d.MQTT.Broker == "" {
+			errs = append(errs, errors.New("devices.mqtt.broker must be set in mode external (e.g. tcp://127.0.0.1:1883)"))
+		}
+	case MQTTOff:
+	default:
+		errs = append(errs, fmt.Errorf("devices.mqtt.mode %q is not one of embedded, external, off", d.MQTT.Mode))
+	}
+	return errs
+}
+
+// DMIDir is the DMI directory (devices.dmi.socketDir, default DataDir/dmi).
+func (c Edge) DMIDir() string {
+	if c.Devices.DMI.SocketDir != "" {
+		return c.Devices.DMI.SocketDir
+	}
+	return filepath.Join(c.DataDir, "dmi")
 }
 
 // Paths inside DataDir.
