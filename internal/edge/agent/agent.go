@@ -42,6 +42,7 @@ type Agent struct {
 	runtime *podruntime.Runtime
 	nodes   *nodeReporter
 	ops     *opsserver.Server
+	devices *deviceParts
 }
 
 // New opens the store and builds the parts. It fails with a message saying
@@ -114,6 +115,10 @@ func New(cfg config.Edge, logger *slog.Logger) (*Agent, error) {
 		_, err := st.OutboxDepth(ctx)
 		return err
 	})
+	if a.devices, err = newDeviceParts(cfg, st, logger, reg, func() { a.link.Kick() }); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -154,6 +159,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	g.Go(func() error { return a.runtime.Start(gctx) })
 	g.Go(func() error { return a.nodes.Start(gctx) })
 	g.Go(func() error { return a.link.Start(gctx) })
+	g.Go(func() error { return a.devices.Start(gctx) })
 	err := g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		a.log.Info("verge-edge stopped; pods keep running")

@@ -185,7 +185,7 @@ func (s *Service) reportStatus(namespace, name string, twins []*dmi.Twin) error 
 	changed := d.twin.ApplyReadings(twins, s.cfg.Now())
 	s.metrics.readings.Add(float64(len(twins)))
 	d.dirty = true
-	s.queueTwinEventLocked(d, before, changed)
+	s.queueTwinEventLocked(d, "", before, changed)
 	wait := s.waitFlushLocked()
 	s.mu.Unlock()
 	return <-wait

@@ -28,6 +28,9 @@ type Events interface {
 // TwinChange is one device's changed properties.
 type TwinChange struct {
 	Namespace, Name string
+	// EventID is the MQTT request that made the change ("" when a mapper
+	// reported over DMI).
+	EventID       string
 	Before, After   map[string]TwinView
 	// All is the device's whole twin after the change.
 	All map[string]TwinView
@@ -125,7 +128,7 @@ type TwinUpdate struct {
 // is durable. Desired values must name a ReadWrite property of the
 // device's model and fit its type and range; a refused update changes
 // nothing.
-func (s *Service) UpdateTwin(namespace, name string, upd map[string]TwinUpdate) (map[string]TwinView, error) {
+func (s *Service) UpdateTwin(namespace, name, eventID string, upd map[string]TwinUpdate) (map[string]TwinView, error) {
 	key := nsName(namespace, name)
 	now := s.cfg.Now()
 	s.mu.Lock()
@@ -166,7 +169,7 @@ func (s *Service) UpdateTwin(namespace, name string, upd map[string]TwinUpdate) 
 	}
 	d.twin.ApplyReadings(readings, now)
 	d.dirty = true
-	s.queueTwinEventLocked(d, before, props)
+	s.queueTwinEventLocked(d, eventID, before, props)
 	if desiredChanged {
 		s.wakeRunnersLocked()
 	}
@@ -227,12 +230,12 @@ func (s *Service) UpdateState(namespace, name, state string) error {
 
 // queueTwinEventLocked queues a TwinChanged event for props of d,
 // published after the next flush.
-func (s *Service) queueTwinEventLocked(d *device, before map[string]TwinView, props []string) {
+func (s *Service) queueTwinEventLocked(d *device, eventID string, before map[string]TwinView, props []string) {
 	if s.cfg.Events == nil || len(props) == 0 {
 		return
 	}
 	all := views(d.obj, d.twin)
-	c := TwinChange{Namespace: d.obj.Namespace, Name: d.obj.Name, Before: map[string]TwinView{}, After: map[string]TwinView{}, All: all}
+	c := TwinChange{Namespace: d.obj.Namespace, Name: d.obj.Name, EventID: eventID, Before: map[string]TwinView{}, After: map[string]TwinView{}, All: all}
 	for _, p := range props {
 		if v, ok := before[p]; ok {
 			c.Before[p] = v

@@ -363,16 +363,34 @@ func (s *Service) applyDeviceLocked(o store.Object, deleted bool) {
 		s.log.Warn("device cannot be decoded; skipped", "key", o.Key, "error", err)
 		return
 	}
+	var before map[string]TwinView
 	if cur == nil || cur.obj.UID != d.UID {
 		cur = &device{twin: &Twin{}}
 		s.devices[key] = cur
 		added := d
 		s.events = append(s.events, func(e Events) { e.MembershipChanged([]DeviceInfo{info(added, &Twin{})}, nil) })
+	} else {
+		before = views(cur.obj, cur.twin)
 	}
 	cur.obj = d
 	cur.twin.Prune(d)
 	cur.twin.Reconcile(d)
 	cur.dirty = true
+	if before != nil {
+		// The desired values in force changed: apps see a new expected.
+		var changed []string
+		for p, v := range views(d, cur.twin) {
+			if b, ok := before[p]; !ok || !sameString(b.Expected, v.Expected) {
+				changed = append(changed, p)
+			}
+		}
+		sort.Strings(changed)
+		s.queueTwinEventLocked(cur, "", before, changed)
+	}
+}
+
+func sameString(a, b *string) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
 // rebindLocked binds every device to its mapper (or none).
