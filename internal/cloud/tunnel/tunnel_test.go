@@ -175,7 +175,7 @@ func hijackEcho() http.Handler {
 		if err != nil {
 			panic(err)
 		}
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		data, err := io.ReadAll(brw)
 		if err != nil {
 			fmt.Fprintf(conn, "read error %v", err)
@@ -196,7 +196,7 @@ func TestHalfCloseAndLargeTransfers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if _, err := io.WriteString(conn, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -328,17 +328,17 @@ func TestCloudLimitPerNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("edge-b is limited by edge-a's tunnels: %v", err)
 	}
-	other.Close()
-	conns[0].Close()
+	_ = other.Close()
+	_ = conns[0].Close()
 	eventually(t, "a closed tunnel frees its slot", func() bool {
 		conn, err := c.svc.DialNode(context.Background(), "edge-a")
 		if err != nil {
 			return false
 		}
-		conn.Close()
+		_ = conn.Close()
 		return true
 	})
-	conns[1].Close()
+	_ = conns[1].Close()
 }
 
 // rawNode is a node speaking the tunnel protocol by hand.
@@ -451,7 +451,7 @@ func TestNodeIdentity(t *testing.T) {
 	if err != nil || string(f.Data) != "to edge-a" {
 		t.Fatalf("edge-a reads %q, %v", f.GetData(), err)
 	}
-	r.conn.Close()
+	_ = r.conn.Close()
 
 	// An id nobody waits for, and a client without a node certificate.
 	if s, err := victim.answer(t, 987654); err == nil {
@@ -488,6 +488,54 @@ func TestWrongProtocolVersionIsRefused(t *testing.T) {
 	}
 }
 
+// link forwards TCP connections to the cloud until cut, like a network
+// path that can fail.
+type link struct {
+	addr  string
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (c *cloud) link(t *testing.T) *link {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	k := &link{addr: l.Addr().String()}
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", c.addr)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			k.mu.Lock()
+			k.conns = append(k.conns, in, out)
+			k.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in) }()
+			go func() { _, _ = io.Copy(in, out) }()
+		}
+	}()
+	return k
+}
+
+// cut drops every connection through the link at once.
+func (k *link) cut() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.conns {
+		_ = c.(*net.TCPConn).SetLinger(0)
+		_ = c.Close()
+	}
+	k.conns = nil
+}
+
 func TestNodeDisconnectMidStream(t *testing.T) {
 	c := startCloud(t, tunnel.Config{})
 	started := make(chan struct{})
@@ -499,12 +547,20 @@ func TestNodeDisconnectMidStream(t *testing.T) {
 		close(started)
 		<-r.Context().Done()
 	})
-	e := c.startEdge(t, "edge-a", h, 0)
+	k := c.link(t)
+	client := edgetunnel.NewClient(edgetunnel.ClientConfig{
+		Address: k.addr, Credentials: c.credentials(t, "edge-a"), Handler: h,
+		MinBackoff: time.Hour, MaxBackoff: time.Hour, Logger: testLogger, // no reconnect in this test
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = client.Start(ctx) }()
+	eventually(t, "edge-a connects", func() bool { return c.svc.Connected("edge-a") })
 	conn, err := c.svc.DialNode(context.Background(), "edge-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if _, err := io.WriteString(conn, "GET /containerLogs/ns/p/c?follow=true HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +574,7 @@ func TestNodeDisconnectMidStream(t *testing.T) {
 		t.Fatalf("first line %q, %v", line, err)
 	}
 	<-started
-	e.stop() // the node goes away mid-stream
+	k.cut() // the node's link fails mid-stream
 
 	readErr := make(chan error, 1)
 	go func() {
@@ -546,7 +602,7 @@ func TestReadDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	_ = conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := conn.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past the deadline: %v", err)

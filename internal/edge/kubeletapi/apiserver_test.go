@@ -21,13 +21,13 @@ import (
 	"google.golang.org/grpc/keepalive"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
+	streamhttp "k8s.io/streaming/pkg/httpstream"
 
 	"github.com/verge-edge/verge/internal/cloud/reports"
 	"github.com/verge-edge/verge/internal/cloud/tunnel"
@@ -246,14 +246,14 @@ func TestThroughTheAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		spdyDialer := spdy.NewDialer(upgrader, &http.Client{Transport: tr}, "POST", u)
-		wsDialer, err := portforward.NewSPDYOverWebsocketDialer(u, restConfig)
+		spdyDialer := spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: tr}, "POST", u)
+		wsDialer, err := portforward.NewSPDYOverWebsocketDialerForStreaming(u, restConfig)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for name, dialer := range map[string]httpstream.Dialer{"SPDY": spdyDialer, "WebSocket": wsDialer} {
+		for name, dialer := range map[string]streamhttp.Dialer{"SPDY": spdyDialer, "WebSocket": wsDialer} {
 			stop, ready := make(chan struct{}), make(chan struct{})
-			fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:8080"}, stop, ready, io.Discard, io.Discard)
+			fw, err := portforward.NewOnAddressesForStreaming(dialer, []string{"127.0.0.1"}, []string{"0:8080"}, stop, ready, io.Discard, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -230,7 +230,6 @@ type lineReader struct {
 	f    *os.File
 	buf  []byte
 	rest []byte // an incomplete last line
-	eof  bool
 }
 
 func newLineReader(f *os.File) *lineReader {
