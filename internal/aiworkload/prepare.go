@@ -80,6 +80,8 @@ type Prepared struct {
 	EdgeModel, CloudModel       string
 	EdgeAccuracy, CloudAccuracy float64
 	EdgeTraining, CloudTraining time.Duration
+	// ModelSamples is the number of training images the models saw.
+	ModelSamples int
 }
 
 // Prepare writes, under cfg.Out:
@@ -172,6 +174,7 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (Prepared, error) {
 	if cfg.TrainSamples > 0 && cfg.TrainSamples < train.Len() {
 		trainOn = train.Subset(dataset.Permutation(train.Len(), cfg.Seed)[:cfg.TrainSamples])
 	}
+	p.ModelSamples = trainOn.Len()
 	for _, spec := range []struct {
 		arch     model.Arch
 		cfg      model.TrainConfig
