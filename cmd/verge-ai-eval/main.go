@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -52,6 +53,9 @@ func run(args []string) error {
 	fs.IntVar(&cfg.TrainSamples, "train-samples", 0, "train the reference models on this many images (0: all 60,000; for quick checks only)")
 	fs.StringVar(&logOpts.Level, "log-level", logOpts.Level, "progress on standard error: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	which := aieval.All

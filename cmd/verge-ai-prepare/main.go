@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -46,6 +47,9 @@ func run(args []string) error {
 	fs.StringVar(&logOpts.Level, "log-level", logOpts.Level, "debug, info, warn or error")
 	fs.StringVar(&logOpts.Format, "log-format", logOpts.Format, "text or json")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	cfg.Models = !*noModels

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -30,10 +31,17 @@ func main() {
 func run(args []string) error {
 	logOpts := logging.Defaults()
 	fs := pflag.NewFlagSet("verge-fl-trainer", pflag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: verge-fl-trainer [flags]\n\nConfigured by the worker environment the Verge controllers set; the\nvariables are listed in docs/ai-worker-sdk.md#reference-workers.\n\n")
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&logOpts.Level, "log-level", logOpts.Level, "debug, info, warn or error")
 	fs.StringVar(&logOpts.Format, "log-format", logOpts.Format, "text or json")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if *showVersion {
