@@ -169,12 +169,15 @@ func (c *Controller) enqueueNodeDevices(obj any) {
 	}
 }
 
+// nodeState reads a Node's link state from its Ready condition: True or
+// False were reported by the node (it is connected, whatever its pods'
+// health); Unknown (the lease expired) or none means it cannot be asked.
 func nodeState(n *corev1.Node) NodeState {
 	if n == nil {
 		return NodeMissing
 	}
 	for _, cond := range n.Status.Conditions {
-		if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+		if cond.Type == corev1.NodeReady && cond.Status != corev1.ConditionUnknown {
 			return NodeOnline
 		}
 	}
