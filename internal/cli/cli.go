@@ -79,6 +79,11 @@ again on the same data directory resumes the same cluster.`,
 	f.IntVar(&o.EdgeOpsBasePort, "edge-ops-base-port", localup.DefaultEdgeOpsBase, "edge-i serves /healthz and /metrics on this port + i")
 	f.StringVar(&o.EdgeBinary, "edge-binary", "", "verge-edge executable (default: next to verge, else built from source)")
 	f.StringVar(&o.PauseBinary, "pause-binary", "", "verge-pause executable for the pod sandbox image (default: next to verge, else built from source)")
+	f.IntVar(&o.MQTTBasePort, "mqtt-base-port", localup.DefaultMQTTBasePort, "edge-i's MQTT bus listens on 127.0.0.1 at this port + i")
+	f.StringVar(&o.Demo, "demo", "", `also deploy a demo: "devices" runs a simulated Modbus thermostat (verge-devsim) and verge-mapper-modbus on edge-1 with a DeviceModel and Device from examples/devices/modbus`)
+	f.IntVar(&o.DemoModbusPort, "demo-modbus-port", localup.DefaultDemoModbusPort, "loopback port of the devices demo's simulated Modbus device")
+	f.StringVar(&o.DevsimBinary, "devsim-binary", "", "verge-devsim executable for --demo devices (default: next to verge, else built from source)")
+	f.StringVar(&o.MapperBinary, "mapper-binary", "", "verge-mapper-modbus executable for --demo devices (default: next to verge, else built from source)")
 	return cmd
 }
 

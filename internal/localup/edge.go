@@ -141,7 +141,7 @@ func (s *edgeSite) startNode(ctx context.Context, o Options, kube kubernetes.Int
 	if err := inst.WaitReady(rctx); err != nil {
 		return nil, fmt.Errorf("%w\n--- last lines of %s ---\n%s", err, logPath, logtail.Lines(logPath, 20))
 	}
-	n.cfg, err = joinLocal(ctx, kube, nodeDir, name, hub, inst, o.EdgeOpsBasePort+i)
+	n.cfg, err = joinLocal(ctx, kube, nodeDir, name, hub, inst, o.EdgeOpsBasePort+i, o.MQTTBasePort+i)
 	if err != nil {
 		return nil, err
 	}
@@ -217,13 +217,14 @@ func clusterID(dir string) string {
 // joinLocal joins node name to the local cloud the way `verge join` does
 // (a one-use token, the CA pinned by hash, a CSR), unless it has joined
 // before; either way it (re)writes its configuration for this run.
-func joinLocal(ctx context.Context, kube kubernetes.Interface, nodeDir, name, hub string, inst *containerd.Instance, opsPort int) (config.Edge, error) {
+func joinLocal(ctx context.Context, kube kubernetes.Interface, nodeDir, name, hub string, inst *containerd.Instance, opsPort, mqttPort int) (config.Edge, error) {
 	cfg := config.Default()
 	cfg.NodeName = name
 	cfg.Labels = map[string]string{"verge.dev/local": "true"}
 	cfg.Cloud.Address = hub
 	cfg.DataDir = nodeDir
 	cfg.OpsAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(opsPort))
+	cfg.Devices.MQTT.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(mqttPort))
 	cfg.Runtime.CRIEndpoint = inst.Endpoint()
 	cfg.Runtime.CgroupParent = inst.CgroupParent()
 	// Every local node shares the host's address; loopback keeps it

@@ -66,6 +66,18 @@ type Options struct {
 	RegistryPort int
 	// EdgeOpsBasePort + i is edge-i's /healthz and /metrics port.
 	EdgeOpsBasePort int
+	// MQTTBasePort + i is edge-i's MQTT bus on loopback (default
+	// DefaultMQTTBasePort).
+	MQTTBasePort int
+	// Demo also deploys a demo: DemoDevices runs a simulated Modbus
+	// thermostat and its mapper on edge-1 (see demo.go).
+	Demo string
+	// DemoModbusPort is the simulated device's loopback port.
+	DemoModbusPort int
+	// DevsimBinary and MapperBinary are verge-devsim and
+	// verge-mapper-modbus for the devices demo (found or built like the
+	// others).
+	DevsimBinary, MapperBinary string
 	// Out receives progress and the final instructions.
 	Out io.Writer
 	// Logger receives supervision events (restarts of dead processes).
@@ -100,6 +112,15 @@ func Up(ctx context.Context, o Options) (err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o700); err != nil {
 		return err
 	}
+	if err := checkDemo(o); err != nil {
+		return err
+	}
+	if o.MQTTBasePort == 0 {
+		o.MQTTBasePort = DefaultMQTTBasePort
+	}
+	if o.DemoModbusPort == 0 {
+		o.DemoModbusPort = DefaultDemoModbusPort
+	}
 	unlock, err := lock(dir)
 	if err != nil {
 		return err
@@ -123,7 +144,11 @@ func Up(ctx context.Context, o Options) (err error) {
 		ports = append(ports, portUse{o.RegistryPort, "the local image registry", "--registry-port"})
 		for i := 1; i <= o.EdgeNodes; i++ {
 			ports = append(ports, portUse{o.EdgeOpsBasePort + i, fmt.Sprintf("edge-%d's ops endpoint", i), "--edge-ops-base-port"})
+			ports = append(ports, portUse{o.MQTTBasePort + i, fmt.Sprintf("edge-%d's MQTT bus", i), "--mqtt-base-port"})
 		}
+	}
+	if o.Demo == DemoDevices {
+		ports = append(ports, portUse{o.DemoModbusPort, "the demo's simulated Modbus device", "--demo-modbus-port"})
 	}
 	for _, p := range ports {
 		if !loopback.PortFree(p.port) {
@@ -227,6 +252,14 @@ func Up(ctx context.Context, o Options) (err error) {
 			fmt.Fprintln(o.Out, "stopping the edge nodes and their pods")
 			site.stop(context.Background())
 		}()
+		if o.Demo == DemoDevices {
+			fmt.Fprintln(o.Out, "deploying the devices demo")
+			demo, err := devicesDemo(ctx, group, o, dir, registry, verge, cluster.RESTConfig(), site)
+			if err != nil {
+				return err
+			}
+			edgeSummary += demo
+		}
 	}
 	fmt.Fprintf(o.Out, `ready
   Kubernetes API:  %s
@@ -322,7 +355,7 @@ func readPID(dir string) (int, error) {
 }
 
 // vergeBinaries are the Verge programs `verge up` runs.
-type vergeBinaries struct{ cloud, edge, pause string }
+type vergeBinaries struct{ cloud, edge, pause, devsim, mapper string }
 
 // ensureBinaries finds or builds the control plane and Verge's programs.
 func ensureBinaries(ctx context.Context, o Options, dir string) (*k8sbin.Binaries, vergeBinaries, error) {
@@ -353,6 +386,8 @@ func ensureBinaries(ctx context.Context, o Options, dir string) (*k8sbin.Binarie
 		{&vb.cloud, o.CloudBinary, "verge-cloud", true},
 		{&vb.edge, o.EdgeBinary, "verge-edge", o.EdgeNodes > 0},
 		{&vb.pause, o.PauseBinary, "verge-pause", o.EdgeNodes > 0},
+		{&vb.devsim, o.DevsimBinary, "verge-devsim", o.Demo == DemoDevices},
+		{&vb.mapper, o.MapperBinary, "verge-mapper-modbus", o.Demo == DemoDevices},
 	} {
 		if !b.need {
 			continue
