@@ -27,6 +27,7 @@ import (
 	"github.com/verge-edge/verge/internal/containerd"
 	"github.com/verge-edge/verge/internal/edge/config"
 	"github.com/verge-edge/verge/internal/edge/identity"
+	"github.com/verge-edge/verge/internal/edge/podruntime"
 	"github.com/verge-edge/verge/internal/imagebuild"
 	"github.com/verge-edge/verge/internal/install"
 	"github.com/verge-edge/verge/internal/jointoken"
@@ -51,9 +52,9 @@ type edgeSite struct {
 }
 
 type localNode struct {
-	name string
-	inst *containerd.Instance
-	cfg  config.Edge
+	name, dir string
+	inst      *containerd.Instance
+	cfg       config.Edge
 }
 
 // startRegistry runs `verge registry serve` on the registry port and waits
@@ -134,7 +135,7 @@ func (s *edgeSite) startNode(ctx context.Context, o Options, kube kubernetes.Int
 	if _, err := s.runtimes.Start(inst.Spec(logPath)); err != nil {
 		return nil, err
 	}
-	n := &localNode{name: name, inst: inst}
+	n := &localNode{name: name, dir: nodeDir, inst: inst}
 	s.nodes = append(s.nodes, n) // from here on, stop cleans it up
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -308,6 +309,11 @@ func (s *edgeSite) stopNow(ctx context.Context) {
 	for _, n := range s.nodes {
 		if err := n.inst.CleanupHost(); err != nil {
 			s.log.Warn("cleaning up after an edge node failed", "node", n.name, "error", err)
+		}
+		// Secret and projected volumes are tmpfs mounts that outlive the
+		// pods; the next start mounts them again.
+		if err := podruntime.UnmountVolumes(n.dir); err != nil {
+			s.log.Warn("unmounting the pod volumes of an edge node failed", "node", n.name, "error", err)
 		}
 	}
 }

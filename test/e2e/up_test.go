@@ -28,7 +28,7 @@ import (
 func TestUpQuickstart(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "verge")
 	ports := freePorts(t, 3)
-	args := []string{"--apiserver-port", ports[0], "--cloud-ops-port", ports[1], "--hub-port", ports[2]}
+	args := []string{"--edge-nodes", "0", "--apiserver-port", ports[0], "--cloud-ops-port", ports[1], "--hub-port", ports[2]}
 	up := startUp(t, dataDir, args...)
 	if !strings.Contains(up.Output(), "export KUBECONFIG="+filepath.Join(dataDir, "kubeconfig")) {
 		t.Errorf("next steps do not say how to use the kubeconfig:\n%s", up.Output())
@@ -83,7 +83,7 @@ func TestUpQuickstart(t *testing.T) {
 	}
 
 	// A second up on the same directory is refused and says how to stop the first.
-	second := exec.Command(filepath.Join(bin.dir, "verge"), "up", "--data-dir", dataDir, "--apiserver-port", ports[0])
+	second := exec.Command(filepath.Join(bin.dir, "verge"), "up", "--data-dir", dataDir, "--edge-nodes", "0", "--apiserver-port", ports[0])
 	out, err := second.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "already running") || !strings.Contains(string(out), "verge down --data-dir "+dataDir) {
 		t.Fatalf("second verge up: err=%v, output:\n%s", err, out)
@@ -120,7 +120,7 @@ func TestUpRefusesBusyPort(t *testing.T) {
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	dataDir := filepath.Join(t.TempDir(), "verge")
 	others := freePorts(t, 2)
-	up := launchUp(t, dataDir, "--apiserver-port", port, "--cloud-ops-port", others[0], "--hub-port", others[1])
+	up := launchUp(t, dataDir, "--edge-nodes", "0", "--apiserver-port", port, "--cloud-ops-port", others[0], "--hub-port", others[1])
 	up.waitExit(t, 1)
 	if out := up.Output(); !strings.Contains(out, "port "+port) || !strings.Contains(out, "--apiserver-port") {
 		t.Fatalf("error does not name port %s and the flag:\n%s", port, out)
@@ -154,7 +154,7 @@ func TestUpReportsFailedBuild(t *testing.T) {
 	t.Setenv("VERGE_CACHE_DIR", t.TempDir()) // keep the broken build out of the real cache
 	dataDir := filepath.Join(t.TempDir(), "verge")
 	ports := freePorts(t, 3)
-	up := launchUp(t, dataDir, "--controlplane-source", src, "--apiserver-port", ports[0], "--cloud-ops-port", ports[1], "--hub-port", ports[2])
+	up := launchUp(t, dataDir, "--edge-nodes", "0", "--controlplane-source", src, "--apiserver-port", ports[0], "--cloud-ops-port", ports[1], "--hub-port", ports[2])
 	up.waitExit(t, 1)
 	out := up.Output()
 	for _, want := range []string{"building etcd failed", "undefinedOnPurpose", "--- last lines of", "full log:"} {

@@ -16,9 +16,11 @@ import (
 
 	"github.com/verge-edge/verge/internal/edge/config"
 	"github.com/verge-edge/verge/internal/edge/hubclient"
+	"github.com/verge-edge/verge/internal/edge/kubeletapi"
 	"github.com/verge-edge/verge/internal/edge/nodestatus"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 	"github.com/verge-edge/verge/internal/edge/store"
+	"github.com/verge-edge/verge/internal/edge/tunnel"
 	"github.com/verge-edge/verge/internal/opsserver"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 	"github.com/verge-edge/verge/internal/protocol/wire"
@@ -41,6 +43,8 @@ type Agent struct {
 	link    *hubclient.Client
 	runtime *podruntime.Runtime
 	nodes   *nodeReporter
+	kubelet *kubeletapi.Handler
+	tunnel  *tunnel.Client
 	ops     *opsserver.Server
 	devices *deviceParts
 }
@@ -110,6 +114,20 @@ func New(cfg config.Edge, logger *slog.Logger) (*Agent, error) {
 		Logger:    logger,
 		Registry:  reg,
 	})
+	// kubectl logs/exec/attach/port-forward arrive through the cloud over
+	// the tunnel and are served here from CRI.
+	a.kubelet, err = kubeletapi.New(kubeletapi.Config{Containers: a.runtime, CRIEndpoint: cfg.Runtime.CRIEndpoint, Logger: logger})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	a.tunnel = tunnel.NewClient(tunnel.ClientConfig{
+		Address:     cfg.Cloud.Address,
+		Credentials: a.creds.TLS,
+		Handler:     a.kubelet,
+		Logger:      logger,
+		Registry:    reg,
+	})
 	a.ops = opsserver.New(opsserver.Options{Address: cfg.OpsAddress, EnablePprof: cfg.EnablePprof, Gatherer: reg, Logger: logger})
 	a.ops.AddHealthCheck("store", func(ctx context.Context) error {
 		_, err := st.OutboxDepth(ctx)
@@ -146,6 +164,9 @@ func podInput(key string) bool {
 // store. Pods keep running after it returns.
 func (a *Agent) Start(ctx context.Context) error {
 	defer func() {
+		if err := a.kubelet.Close(); err != nil {
+			a.log.Warn("closing the CRI connection of the kubelet API failed", "error", err)
+		}
 		if err := a.store.Close(); err != nil {
 			a.log.Error("closing the store failed", "error", err)
 		}
@@ -160,6 +181,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	g.Go(func() error { return a.nodes.Start(gctx) })
 	g.Go(func() error { return a.link.Start(gctx) })
 	g.Go(func() error { return a.devices.Start(gctx) })
+	g.Go(func() error { return a.tunnel.Start(gctx) })
 	err := g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		a.log.Info("verge-edge stopped; pods keep running")
