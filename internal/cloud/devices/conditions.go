@@ -29,6 +29,8 @@ type EdgeFacts struct {
 	Mapper     wire.DeviceMapper
 	State      string
 	Reason     string
+	// LastOnlineTime is the report's (RFC 3339).
+	LastOnlineTime string
 }
 
 // StatusInput is everything the Device's status is computed from.
@@ -108,6 +110,9 @@ func DesiredStatus(in StatusInput, now metav1.Time) devicesv1beta1.DeviceInstanc
 	stateReason := ""
 	if in.Facts != nil && in.Facts.Node == node {
 		state, stateReason = in.Facts.State, in.Facts.Reason
+		if in.Facts.LastOnlineTime != "" {
+			lastOnline = in.Facts.LastOnlineTime
+		}
 	}
 	ready := metav1.Condition{Type: devicesv1beta1.ConditionReady, Status: metav1.ConditionTrue, Reason: devicesv1beta1.ReasonReady, Message: "the device is served and reports " + state}
 	for _, typ := range []string{devicesv1beta1.ConditionModelResolved, devicesv1beta1.ConditionMapperAvailable, devicesv1beta1.ConditionSynced} {

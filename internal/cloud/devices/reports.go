@@ -104,9 +104,10 @@ func (c *Controller) forgetWrite(key string, at time.Time) {
 }
 
 // recordFacts keeps what the node says about the device for its
-// conditions, and queues the Device when that changed.
+// conditions, and queues the Device when that changed (a moving
+// lastOnlineTime too: the reconcile rewrites it only when a minute old).
 func (c *Controller) recordFacts(key, node string, r *wire.DeviceReport) {
-	f := &EdgeFacts{Node: node, Generation: r.Generation, Mapper: r.Mapper, State: r.State, Reason: r.Reason}
+	f := &EdgeFacts{Node: node, Generation: r.Generation, Mapper: r.Mapper, State: r.State, Reason: r.Reason, LastOnlineTime: r.LastOnlineTime}
 	c.mu.Lock()
 	old := c.facts[key]
 	c.facts[key] = f
