@@ -159,7 +159,11 @@ func runJoint(ctx context.Context, cfg Config, prep aiworkload.Prepared, test *d
 	if err != nil {
 		return nil, err
 	}
-	defer stopCloud()
+	defer func() {
+		if err := stopCloud(); err != nil {
+			log.Warn("the cloud worker stopped with an error", "error", err)
+		}
+	}()
 
 	if jc.HTTPSamples > 0 {
 		m := min(jc.HTTPSamples, n)
@@ -238,7 +242,7 @@ func share(v []bool) float64 {
 
 // startCloud runs the cloud worker, configured from its environment, on a
 // loopback port.
-func startCloud(ctx context.Context, modelPath string) (string, func(), error) {
+func startCloud(ctx context.Context, modelPath string) (addr string, stop func() error, err error) {
 	cfg, err := aiworkload.LoadCloudConfig(workerenv.FromMap(map[string]string{
 		"WORKER_NAME": "eval-cloud", "SERVICE_NAME": "fmnist", "MODEL_URL": modelPath,
 	}))
@@ -256,14 +260,14 @@ func startCloud(ctx context.Context, modelPath string) (string, func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- w.Serve(ctx, ln) }()
-	return ln.Addr().String(), func() { cancel(); <-done }, nil
+	return ln.Addr().String(), func() error { cancel(); return <-done }, nil
 }
 
 // measure starts an edge worker (configured from its environment) towards
 // cloudAddr and sends it the first n test images, one at a time, over
 // HTTP.
 func measure(ctx context.Context, jc JointConfig, edgeModel, cloudAddr string, p FilterPoint,
-	breaker jointinference.BreakerConfig, test *dataset.Set, n int) (*OutageRun, error) {
+	breaker jointinference.BreakerConfig, test *dataset.Set, n int) (_ *OutageRun, retErr error) {
 	host, port, err := net.SplitHostPort(cloudAddr)
 	if err != nil {
 		return nil, err
@@ -292,7 +296,12 @@ func measure(ctx context.Context, jc JointConfig, edgeModel, cloudAddr string, p
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- w.Serve(sctx, ln) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil && retErr == nil {
+			retErr = fmt.Errorf("edge worker: %w", err)
+		}
+	}()
 
 	url := "http://" + ln.Addr().String() + "/fmnist/predict"
 	hc := &http.Client{Timeout: time.Minute}

@@ -77,7 +77,7 @@ func NewCloudWorker(cfg CloudConfig, m *model.Model, log *slog.Logger) (*CloudWo
 func (w *CloudWorker) Predict(_ context.Context, req jointinference.PredictRequest) (any, error) {
 	images, batch, err := DecodeImages(req.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", jointinference.ErrBadInput, err)
+		return nil, fmt.Errorf("%w: %w", jointinference.ErrBadInput, err)
 	}
 	x := make([]float32, 0, len(images)*ImageDim)
 	for _, img := range images {

@@ -221,7 +221,7 @@ func (w *EdgeWorker) Infer(ctx context.Context, img []float32) (Answer, error) {
 func (w *EdgeWorker) predict(ctx context.Context, req jointinference.PredictRequest) (any, error) {
 	images, batch, err := DecodeImages(req.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", jointinference.ErrBadInput, err)
+		return nil, fmt.Errorf("%w: %w", jointinference.ErrBadInput, err)
 	}
 	answers := make([]Answer, len(images))
 	for i, img := range images {
