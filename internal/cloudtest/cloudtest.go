@@ -57,7 +57,7 @@ type Options struct {
 }
 
 // Start runs a hub until the test ends. Its CA lives in a fresh namespace.
-func Start(t *testing.T, o Options) *Cloud {
+func Start(t testing.TB, o Options) *Cloud {
 	t.Helper()
 	return start(t, o, testenv.Namespace(t), "127.0.0.1:0")
 }
@@ -68,12 +68,12 @@ func (c *Cloud) Stop() { c.stop() }
 // Restart starts a stopped hub again, with the same CA and address (a
 // verge-cloud restart, or the cloud coming back after an outage). It
 // returns the new Cloud; its metrics start from zero.
-func (c *Cloud) Restart(t *testing.T) *Cloud {
+func (c *Cloud) Restart(t testing.TB) *Cloud {
 	t.Helper()
 	return start(t, c.opts, c.Namespace, c.Addr)
 }
 
-func start(t *testing.T, o Options, ns, listen string) *Cloud {
+func start(t testing.TB, o Options, ns, listen string) *Cloud {
 	t.Helper()
 	kube := testenv.Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -140,7 +140,7 @@ func (c *Cloud) UniqueNode(prefix string) string {
 
 // Metric returns the value of a counter or gauge with exactly these label
 // values (0 if absent).
-func (c *Cloud) Metric(t *testing.T, name string, labels ...string) float64 {
+func (c *Cloud) Metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := c.Registry.Gather()
 	if err != nil {
@@ -169,7 +169,7 @@ func (c *Cloud) Metric(t *testing.T, name string, labels ...string) float64 {
 // startDevices builds the device informers and controller as verge-cloud
 // does, connected to the node views, with the devices.kubeedge.io CRDs
 // installed in the shared cluster.
-func startDevices(t *testing.T, factory informers.SharedInformerFactory, watcher *nodeview.Watcher, logger *slog.Logger, reg prometheus.Registerer) (*devclient.Informers, *devices.Controller) {
+func startDevices(t testing.TB, factory informers.SharedInformerFactory, watcher *nodeview.Watcher, logger *slog.Logger, reg prometheus.Registerer) (*devclient.Informers, *devices.Controller) {
 	t.Helper()
 	all, err := crds.All()
 	if err != nil {

@@ -86,7 +86,7 @@ type edge struct {
 	socket string
 }
 
-func startEdge(t *testing.T, c *cloudtest.Cloud) *edge {
+func startEdge(t testing.TB, c *cloudtest.Cloud) *edge {
 	t.Helper()
 	ctx := context.Background()
 	name := c.UniqueNode("edge")
@@ -169,7 +169,7 @@ func (c counterConn) Write(_ context.Context, p *mapper.PropertyConfig, v any) e
 func (counterConn) Health(context.Context) error { return nil }
 func (counterConn) Close() error                 { return nil }
 
-func startMapper(t *testing.T, e *edge) *counter {
+func startMapper(t testing.TB, e *edge) *counter {
 	t.Helper()
 	drv := &counter{values: map[string]float64{}}
 	m, err := mapper.New(mapper.Config{Name: "counter", Protocol: "counter", EdgeSocket: e.socket,
@@ -184,7 +184,7 @@ func startMapper(t *testing.T, e *edge) *counter {
 	return drv
 }
 
-func apply(t *testing.T, dyn dynamic.Interface, ns, resource, manifest string) {
+func apply(t testing.TB, dyn dynamic.Interface, ns, resource, manifest string) {
 	t.Helper()
 	var obj map[string]any
 	if err := json.Unmarshal([]byte(manifest), &obj); err != nil {
@@ -196,7 +196,7 @@ func apply(t *testing.T, dyn dynamic.Interface, ns, resource, manifest string) {
 	}
 }
 
-func get(t *testing.T, dyn dynamic.Interface, ns, resource, name string, into any) error {
+func get(t testing.TB, dyn dynamic.Interface, ns, resource, name string, into any) error {
 	t.Helper()
 	u, err := dyn.Resource(gvr(resource)).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -206,7 +206,7 @@ func get(t *testing.T, dyn dynamic.Interface, ns, resource, name string, into an
 	return json.Unmarshal(b, into)
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""
