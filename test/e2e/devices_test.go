@@ -126,7 +126,7 @@ func holdingRegister(t *testing.T, addr string, reg uint16) uint16 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	req := []byte{0, 1, 0, 0, 0, 6, 1, 3, byte(reg >> 8), byte(reg), 0, 1}
 	if _, err := c.Write(req); err != nil {

@@ -236,7 +236,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 func (c *Controller) reconcile(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
-		return nil
+		return nil //nolint:nilerr // keys come from MetaNamespaceKeyFunc; a malformed one can never be reconciled
 	}
 	d, ok := c.o.Informers.Device(ns, name)
 	if !ok {

@@ -84,6 +84,7 @@ func (l linkStore) Ack(ctx context.Context, id, gen int64) error { return l.s.Ac
 type edge struct {
 	name   string
 	socket string
+	twin   *devicetwin.Service
 }
 
 func startEdge(t testing.TB, c *cloudtest.Cloud) *edge {
@@ -131,7 +132,7 @@ func startEdge(t testing.TB, c *cloudtest.Cloud) *edge {
 	go func() { defer wg.Done(); _ = link.Start(cctx) }()
 	go func() { defer wg.Done(); _ = twin.Start(cctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); _ = st.Close() })
-	return &edge{name: name, socket: filepath.Join(dir, "dmi", devicetwin.SocketName)}
+	return &edge{name: name, socket: filepath.Join(dir, "dmi", devicetwin.SocketName), twin: twin}
 }
 
 // counter is a mapper driver whose properties count up on every read.
@@ -304,6 +305,25 @@ func TestDevicesThroughTheCloud(t *testing.T) {
 		return d.Generation == 2 && strings.HasPrefix(condition(&d, "Synced"), "True/"), condition(&d, "Synced")
 	})
 
+	// A desired value set on the node (an app on the MQTT bus) reaches the
+	// device and the Device's spec.
+	if _, err := e.twin.UpdateTwin(ns, "c1", "ev-1", map[string]devicetwin.TwinUpdate{"setpoint": {Expected: ptrTo("55")}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the node's desired value in the Device spec", func() (bool, string) {
+		_ = get(t, dyn, ns, "devices", "c1", &d)
+		p := d.Spec.Property("setpoint")
+		return p != nil && p.Desired != nil && p.Desired.Value == "55", fmt.Sprintf("%+v", p)
+	})
+	waitFor(t, 30*time.Second, "observedDesired 55", func() (bool, string) {
+		_ = get(t, dyn, ns, "devicestatuses", "c1", &ds)
+		sp := devicesv1beta1.FindTwin(ds.Status.Twins, "setpoint")
+		return sp != nil && sp.ObservedDesired.Value == "55" && sp.Reported.Value == "55", fmt.Sprintf("%+v", sp)
+	})
+	if _, err := e.twin.UpdateTwin(ns, "c1", "ev-2", map[string]devicetwin.TwinUpdate{"setpoint": {Expected: ptrTo("500")}}); err == nil || !strings.Contains(err.Error(), "maximum") {
+		t.Fatalf("an out-of-range desired value from the node: %v", err)
+	}
+
 	// Problems as conditions.
 	waitFor(t, 30*time.Second, "ModelNotFound on orphan", func() (bool, string) {
 		_ = get(t, dyn, ns, "devices", "orphan", &d)
@@ -348,3 +368,5 @@ func TestDevicesThroughTheCloud(t *testing.T) {
 		return err != nil && strings.Contains(err.Error(), "not found"), fmt.Sprint(err)
 	})
 }
+
+func ptrTo(s string) *string { return &s }

@@ -126,7 +126,7 @@ func TestViewDevices(t *testing.T) {
 }
 
 func TestRankPutsModelsBeforeDevices(t *testing.T) {
-	if !(Rank("devicemodels/ns/m", false) < Rank("devices/ns/d", false)) || !(Rank("devices/ns/d", true) < Rank("devicemodels/ns/m", true)) {
+	if Rank("devicemodels/ns/m", false) >= Rank("devices/ns/d", false) || Rank("devices/ns/d", true) >= Rank("devicemodels/ns/m", true) {
 		t.Fatal("models must be sent before the devices naming them and deleted after them")
 	}
 	if Rank("configmaps/ns/c", false) != Rank("devicemodels/ns/m", false) || Rank("pods/ns/p", false) != Rank("devices/ns/d", false) {

@@ -31,7 +31,7 @@ type TwinChange struct {
 	// EventID is the MQTT request that made the change ("" when a mapper
 	// reported over DMI).
 	EventID       string
-	Before, After   map[string]TwinView
+	Before, After map[string]TwinView
 	// All is the device's whole twin after the change.
 	All map[string]TwinView
 }

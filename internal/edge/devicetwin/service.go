@@ -252,7 +252,7 @@ func (s *Service) follow(ctx context.Context, rev int64) error {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // shutting down, not a failure
 			}
 			return fmt.Errorf("following the store: %w", err)
 		}

@@ -78,8 +78,12 @@ func (n *node) stop() {
 	if n.cancel != nil {
 		n.cancel()
 		select {
-		case <-n.done:
+		case err := <-n.done:
+			if err != nil {
+				n.t.Errorf("device twin stopped with an error: %v", err)
+			}
 		case <-time.After(10 * time.Second):
+			n.t.Error("device twin did not stop within 10 s")
 		}
 		n.cancel = nil
 	}
@@ -269,7 +273,7 @@ func TestServiceWithSDKMapper(t *testing.T) {
 	n.put("devices/ns/thermo", virtualDevice(2, "23"))
 	dmitest.Eventually(t, "the new setpoint on the device", func() bool { _, _, v := drv.stats(); return v == 23 })
 	took := time.Since(start)
-	r = n.waitReport("observedDesired 23", func(r *wire.DeviceReport) bool {
+	n.waitReport("observedDesired 23", func(r *wire.DeviceReport) bool {
 		tw := twinOf(r, "setpoint")
 		return r.Generation == 2 && tw != nil && tw.ObservedDesired.Value == "23" && tw.Reported.Value == "23"
 	})
@@ -372,7 +376,7 @@ func TestServiceWithUpstreamMapper(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		defer cc.Close()
+		defer func() { _ = cc.Close() }()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return f(ctx, dmi.NewDeviceManagerServiceClient(cc))
@@ -475,7 +479,7 @@ func TestPeerCredentialsRefuseOtherUsers(t *testing.T) {
 	go func() {
 		c, err := net.Dial("unix", filepath.Join(dir, "s.sock"))
 		if err == nil {
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
@@ -483,7 +487,7 @@ func TestPeerCredentialsRefuseOtherUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, _, err := p.ServerHandshake(c); err == nil {
 		t.Fatal("a process of a user not allowed was accepted")
 	}

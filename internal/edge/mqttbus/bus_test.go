@@ -78,7 +78,12 @@ func startBus(t *testing.T, twin Twin) (*Bus, paho.Client) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("bus stopped with an error: %v", err)
+		}
+	})
 	deadline := time.Now().Add(5 * time.Second)
 	for broker.Addr() == nil || b.metrics == nil || !subscribed(b) {
 		if time.Now().After(deadline) {
@@ -269,7 +274,7 @@ func TestBusyPortIsRetriedNotFatal(t *testing.T) {
 	if err := first.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer first.Close()
+	defer func() { _ = first.Close() }()
 	second := &Embedded{Listen: first.Addr().String()}
 	err := second.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "devices.mqtt.listen") {
