@@ -9,8 +9,18 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
+	"sort"
 	"time"
+
+	"github.com/go-logr/logr"
+	dto "github.com/prometheus/client_model/go"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,6 +47,8 @@ import (
 	"github.com/verge-edge/verge/internal/cloud/nodes"
 	"github.com/verge-edge/verge/internal/cloud/nodeview"
 	"github.com/verge-edge/verge/internal/cloud/reports"
+	"github.com/verge-edge/verge/internal/cloud/sedna"
+	"github.com/verge-edge/verge/internal/cloud/sedna/worker"
 	"github.com/verge-edge/verge/internal/cloud/tunnel"
 	"github.com/verge-edge/verge/internal/nodecert"
 	"github.com/verge-edge/verge/internal/opsserver"
@@ -56,8 +68,9 @@ type App struct {
 	ops    *opsserver.Server
 	reg    *prometheus.Registry
 
-	mu            sync.Mutex
-	crdsInstalled bool
+	// crdsReady is closed once the CRDs are installed (at once when
+	// verge-cloud is told not to install them).
+	crdsReady chan struct{}
 }
 
 // New connects the parts; it does no I/O beyond reading the kubeconfig.
@@ -83,11 +96,15 @@ func New(cfg config.Cloud, crds []*apiextv1.CustomResourceDefinition, logger *sl
 	info.Set(1)
 	reg.MustRegister(info)
 
-	a := &App{cfg: cfg, crds: crds, logger: logger, rest: rc, reg: reg}
+	a := &App{cfg: cfg, crds: crds, logger: logger, rest: rc, reg: reg, crdsReady: make(chan struct{})}
+	if !cfg.InstallCRDs {
+		close(a.crdsReady)
+	}
 	a.ops = opsserver.New(opsserver.Options{
-		Address:         cfg.OpsAddress,
-		EnablePprof:     cfg.EnablePprof,
-		Gatherer:        reg,
+		Address:     cfg.OpsAddress,
+		EnablePprof: cfg.EnablePprof,
+		// controller-runtime registers its controllers' metrics globally.
+		Gatherer:        firstOfEachName{reg, ctrlmetrics.Registry},
 		Logger:          logger,
 		ShutdownTimeout: cfg.ShutdownTimeout.Duration,
 	})
@@ -160,12 +177,12 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	})
 	a.ops.AddReadyCheck("crds", func(context.Context) error {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if !a.cfg.InstallCRDs || a.crdsInstalled {
+		select {
+		case <-a.crdsReady:
 			return nil
+		default:
+			return errors.New("CRDs not installed yet")
 		}
-		return errors.New("CRDs not installed yet")
 	})
 	a.ops.AddReadyCheck("informers", func(context.Context) error {
 		if !watcher.HasSynced() {
@@ -206,6 +223,20 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return minter.Start(gctx) })
 	g.Go(func() error { return watcher.Start(gctx) })
 	g.Go(func() error { return devs.run(gctx) })
+	g.Go(func() error {
+		// Setting up the controllers looks up their kinds, which exist
+		// once the CRDs are installed.
+		select {
+		case <-a.crdsReady:
+		case <-gctx.Done():
+			return nil
+		}
+		controllers, err := a.controllers()
+		if err != nil {
+			return err
+		}
+		return controllers.Start(gctx)
+	})
 	g.Go(func() error { return guard.Start(gctx) })
 	g.Go(func() error { return lifecycle.Start(gctx) })
 	g.Go(func() error {
@@ -255,6 +286,62 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// controllers builds the controller-runtime manager that runs the edge AI
+// (Sedna) controllers. Only the replica holding the leader lease in
+// verge-cloud's namespace runs them; its metrics join verge-cloud's.
+func (a *App) controllers() (ctrl.Manager, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	mgr, err := ctrl.NewManager(a.rest, ctrl.Options{
+		Scheme:                        scheme,
+		Logger:                        logr.FromSlogHandler(a.logger.Handler()),
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                true,
+		LeaderElectionID:              "verge-cloud-controllers",
+		LeaderElectionNamespace:       a.cfg.Namespace,
+		LeaderElectionResourceLock:    "leases",
+		LeaderElectionReleaseOnCancel: true,
+		// Names are checked process-wide; tests run several verge-clouds
+		// in one process.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("controller manager: %w", err)
+	}
+	if err := sedna.Setup(mgr, worker.Options{}); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// firstOfEachName gathers from several registries, keeping the first
+// family of each name: controller-runtime's global registry repeats some
+// client-go families verge-cloud's own registry has.
+type firstOfEachName []prometheus.Gatherer
+
+func (g firstOfEachName) Gather() ([]*dto.MetricFamily, error) {
+	seen := map[string]bool{}
+	var out []*dto.MetricFamily
+	var errs []error
+	for _, one := range g {
+		mfs, err := one.Gather()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, mf := range mfs {
+			if !seen[mf.GetName()] {
+				seen[mf.GetName()] = true
+				out = append(out, mf)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out, errors.Join(errs...)
 }
 
 // tunnelProxy builds the HTTPS server the API server calls for edge nodes'
@@ -309,9 +396,7 @@ func (a *App) installCRDs(ctx context.Context, ext apiextclient.Interface) error
 	for {
 		err := inst.Install(ctx, a.crds)
 		if err == nil {
-			a.mu.Lock()
-			a.crdsInstalled = true
-			a.mu.Unlock()
+			close(a.crdsReady)
 			a.logger.Info("CRDs installed", "count", len(a.crds))
 			return nil
 		}

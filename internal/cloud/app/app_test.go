@@ -22,6 +22,7 @@ import (
 	"github.com/verge-edge/verge/internal/cloud/config"
 	"github.com/verge-edge/verge/internal/cloud/crdinstall"
 	"github.com/verge-edge/verge/internal/install"
+	"github.com/verge-edge/verge/internal/kubeapply"
 	"github.com/verge-edge/verge/internal/testenv"
 )
 
@@ -68,9 +69,25 @@ func start(t *testing.T, kubeconfig string, all []*apiextv1.CustomResourceDefini
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{app: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- a.Run(ctx) }()
-	addr, err := a.Ops().Addr(ctx)
+	addrCtx, stopWaiting := context.WithCancel(ctx)
+	go func() {
+		// A Run that fails before serving must not leave Addr waiting.
+		select {
+		case err := <-r.done:
+			r.done <- err
+			stopWaiting()
+		case <-addrCtx.Done():
+		}
+	}()
+	addr, err := a.Ops().Addr(addrCtx)
+	stopWaiting()
 	if err != nil {
-		t.Fatal(err)
+		select {
+		case runErr := <-r.done:
+			t.Fatalf("verge-cloud stopped before serving: %v", runErr)
+		default:
+			t.Fatal(err)
+		}
 	}
 	r.base = "http://" + addr.String()
 	t.Cleanup(func() { r.stop(t) })
@@ -161,6 +178,55 @@ func TestInstallsCRDsAndRestartChangesNothing(t *testing.T) {
 		if after[name] != rv {
 			t.Errorf("restart changed CRD %s (resourceVersion %s → %s)", name, rv, after[name])
 		}
+	}
+}
+
+// verge-cloud runs the edge AI controllers with only the RBAC it ships: an
+// upstream Sedna JointInferenceService gets its workers, and the
+// controllers' metrics are served with verge-cloud's.
+func TestRunsSednaControllers(t *testing.T) {
+	all, err := crds.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, cloudKubeconfig(t), all)
+	waitReady(t, r)
+	manifest, err := os.ReadFile("../../../examples/sedna/upstream/joint-inference-helmet.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := kubeapply.Decode(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := testenv.Namespace(t)
+	var docs [][]byte
+	for _, o := range objs {
+		o.SetNamespace(ns)
+		b, err := o.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, b)
+	}
+	admin, err := kubeapply.New(testenv.Start(t).RESTConfig(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Apply(context.Background(), docs...); err != nil {
+		t.Fatal(err)
+	}
+	kube := testenv.Client(t)
+	err = wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		deps, err := kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+		return err == nil && len(deps.Items) == 2, nil
+	})
+	if err != nil {
+		deps, _ := kube.AppsV1().Deployments(ns).List(context.Background(), metav1.ListOptions{})
+		t.Fatalf("want the edge and cloud worker Deployments, got %d", len(deps.Items))
+	}
+	if _, body := status(r.base + "/metrics"); !strings.Contains(body, "controller_runtime_reconcile_total") {
+		t.Errorf("/metrics lacks the controllers' metrics")
 	}
 }
 
