@@ -63,7 +63,7 @@ func imageRef(name, registry, dataDir string) (string, error) {
 	if registry == "" {
 		b, err := os.ReadFile(filepath.Join(dataDir, "registry"))
 		if err != nil {
-			return "", fmt.Errorf("%w: no local registry known (%v): start the cluster with `verge up` (with edge nodes), or pass --registry HOST:PORT", errUsage, err)
+			return "", fmt.Errorf("%w: no local registry known (%w): start the cluster with `verge up` (with edge nodes), or pass --registry HOST:PORT", errUsage, err)
 		}
 		registry = strings.TrimSpace(string(b))
 	}

@@ -94,7 +94,7 @@ func elfArch(bin []byte) (string, error) {
 	if err != nil {
 		return "", errors.New("the binary is not a Linux executable (ELF): build it with GOOS=linux CGO_ENABLED=0")
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
 		return "", errors.New("the file is not an executable")
 	}

@@ -29,7 +29,7 @@ func serveRegistry(t *testing.T, dir, addr string) func() {
 	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			break
 		}
 		if time.Now().After(deadline) {

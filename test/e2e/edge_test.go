@@ -370,7 +370,7 @@ func TestEdgeNodesRunPodsThroughOutages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	cri := runtimeapi.NewRuntimeServiceClient(conn)
 	ctx := context.Background()
 	ghost, err := cri.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{

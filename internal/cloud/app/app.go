@@ -15,7 +15,6 @@ import (
 	"github.com/go-logr/logr"
 	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
@@ -31,7 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
+	kubescheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -162,7 +161,7 @@ func (a *App) Run(ctx context.Context) error {
 	events := record.NewBroadcaster(record.WithContext(ctx))
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer events.Shutdown()
-	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
+	recorder := events.NewRecorder(kubescheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
 	lifecycle := nodes.NewManager(kube, nodeLister, recorder, a.logger)
 	hubReady := make(chan *hub.Server, 1)
 	var tunnels *tunnel.Service
@@ -293,7 +292,7 @@ func (a *App) Run(ctx context.Context) error {
 // verge-cloud's namespace runs them; its metrics join verge-cloud's.
 func (a *App) controllers() (ctrl.Manager, error) {
 	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+	if err := kubescheme.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	mgr, err := ctrl.NewManager(a.rest, ctrl.Options{
