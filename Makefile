@@ -13,6 +13,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 TOOLS_BIN := $(CURDIR)/.bin
 
 DATA_DIR ?= .verge
+EDGE_NODES ?= 1
 TEST_TIMEOUT ?= 25m
 EDGE_PLATFORMS := linux/amd64 linux/arm64 linux/arm/v7
 
@@ -34,7 +35,7 @@ test-unit: ## only the tests that need no control plane
 	$(GO) test -race -count=1 -short ./...
 
 up: build ## start a local Verge cluster in the foreground (Ctrl-C stops it)
-	bin/verge up --data-dir $(DATA_DIR)
+	bin/verge up --data-dir $(DATA_DIR) --edge-nodes $(EDGE_NODES)
 
 down: ## stop the cluster `make up` started
 	bin/verge down --data-dir $(DATA_DIR)

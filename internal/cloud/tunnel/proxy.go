@@ -59,6 +59,7 @@ type ProxyConfig struct {
 // nodes, forwarding each to the pod's node over a tunnel.
 type Proxy struct {
 	cfg      ProxyConfig
+	authz    *authorizer
 	clientCA atomic.Pointer[x509.CertPool]
 	addr     chan net.Addr
 	handler  http.Handler
@@ -76,7 +77,7 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{cfg: cfg, addr: make(chan net.Addr, 1)}
+	p := &Proxy{cfg: cfg, addr: make(chan net.Addr, 1), authz: newAuthorizer(cfg.Kube)}
 	p.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "verge_tunnel_requests_total",
 		Help: "Kubelet API requests from the API server, by endpoint and HTTP status code.",
@@ -291,6 +292,22 @@ func (p *Proxy) forwarder(endpoint string) http.Handler {
 		}
 		if pod.Spec.NodeName == "" {
 			http.Error(rec, fmt.Sprintf("pod %s/%s is not bound to a node yet", ns, name), http.StatusNotFound)
+			return
+		}
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			http.Error(rec, "a client certificate is required", http.StatusUnauthorized)
+			return
+		}
+		caller := r.TLS.PeerCertificates[0]
+		verb := verbFor(r.Method)
+		allowed, reason, err := p.authz.authorize(r.Context(), caller, verb, pod.Spec.NodeName)
+		if err != nil {
+			http.Error(rec, err.Error(), http.StatusBadGateway)
+			return
+		}
+		if !allowed {
+			p.cfg.Logger.Warn("kubelet API request refused", "user", caller.Subject.CommonName, "node", pod.Spec.NodeName, "path", r.URL.Path, "reason", reason)
+			http.Error(rec, fmt.Sprintf("%s may not %s nodes/proxy of node %s (grant it with RBAC, as for a kubelet) %s", caller.Subject.CommonName, verb, pod.Spec.NodeName, reason), http.StatusForbidden)
 			return
 		}
 		rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), nodeKey{}, pod.Spec.NodeName)))

@@ -8,14 +8,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/verge-edge/verge/internal/cloud/tunnel"
 	"github.com/verge-edge/verge/internal/pki"
@@ -80,6 +84,17 @@ func startProxy(t *testing.T, c *cloud, clusterCA *pki.CA, pods podIndex) *proxy
 		t.Fatal(err)
 	}
 	kube := fake.NewClientset(authConfigMap(clusterCA))
+	// The API server's answer to SubjectAccessReviews: cluster admins
+	// (the API server's kubelet client) may use every node's kubelet API.
+	kube.PrependReactor("create", "subjectaccessreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		sar := action.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview).DeepCopy()
+		ra := sar.Spec.ResourceAttributes
+		sar.Status.Allowed = slices.Contains(sar.Spec.Groups, "system:masters") && ra != nil && ra.Resource == "nodes" && ra.Subresource == "proxy" && ra.Name != ""
+		if !sar.Status.Allowed {
+			sar.Status.Reason = "no RBAC rule allows it"
+		}
+		return true, sar, nil
+	})
 	p, err := tunnel.NewProxy(tunnel.ProxyConfig{
 		Listen:          "127.0.0.1:0",
 		Dial:            c.svc.Dial,
@@ -163,6 +178,20 @@ func TestProxyRoutesToThePodsNode(t *testing.T) {
 		if err != nil || code != tc.code || !strings.Contains(body, tc.want) {
 			t.Errorf("%s: %d %q %v; want %d with %q", tc.path, code, body, err, tc.code, tc.want)
 		}
+	}
+
+	// A certificate from the cluster's CA proves who the caller is, not
+	// that it may reach pods: the API server decides, as for a kubelet.
+	user, err := clusterCA.Issue(pki.Request{CommonName: "jane", Organization: []string{"developers"}, Usage: pki.ClientAuth, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jane, err := tls.X509KeyPair(user.CertPEM, user.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body, err := p.get(t, &jane, "/containerLogs/ns/on-a/c"); err != nil || code != 403 || !strings.Contains(body, "jane may not get nodes/proxy of node edge-a") {
+		t.Errorf("a user without rights: %d %q %v; want 403 naming the user, verb and node", code, body, err)
 	}
 
 	// Without a client certificate, or with one from another CA, the TLS
