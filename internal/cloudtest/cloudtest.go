@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -31,6 +32,7 @@ import (
 	"github.com/verge-edge/verge/internal/cloud/nodes"
 	"github.com/verge-edge/verge/internal/cloud/nodeview"
 	"github.com/verge-edge/verge/internal/cloud/reports"
+	"github.com/verge-edge/verge/internal/cloud/tunnel"
 	"github.com/verge-edge/verge/internal/pki"
 	"github.com/verge-edge/verge/internal/testenv"
 )
@@ -46,6 +48,8 @@ type Cloud struct {
 	// Devices is the device controller (its informers watch every
 	// namespace; the devices.kubeedge.io CRDs are installed).
 	Devices *devices.Controller
+	// Tunnels reaches connected nodes' kubelet API (logs, exec).
+	Tunnels *tunnel.Service
 
 	opts Options
 	stop func()
@@ -96,8 +100,10 @@ func start(t testing.TB, o Options, ns, listen string) *Cloud {
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "verge-cloud"})
 	lifecycle := nodes.NewManager(kube, factory.Core().V1().Nodes().Lister(), recorder, logger)
+	tunnels := tunnel.New(tunnel.Config{Logger: logger, Registry: reg})
 	h, err := hub.New(hub.Config{
-		Listen: listen, CA: ca, Kube: kube, View: watcher.View,
+		Services: []func(*grpc.Server){tunnels.Register},
+		Listen:   listen, CA: ca, Kube: kube, View: watcher.View,
 		Reports:          &reports.Applier{Devices: devController, Kube: kube, Pods: watcher, Logger: logger},
 		Nodes:            lifecycle,
 		NodeCertValidity: o.NodeCertValidity,
@@ -129,7 +135,7 @@ func start(t testing.TB, o Options, ns, listen string) *Cloud {
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done; events.Shutdown() }) }
 	t.Cleanup(stop)
-	return &Cloud{Hub: h, CA: ca, Addr: addr.String(), Registry: reg, Kube: kube, Namespace: ns, Devices: devController, opts: o, stop: stop}
+	return &Cloud{Hub: h, CA: ca, Addr: addr.String(), Registry: reg, Kube: kube, Namespace: ns, Devices: devController, Tunnels: tunnels, opts: o, stop: stop}
 }
 
 // UniqueNode names a node after the test's namespace, so tests (and

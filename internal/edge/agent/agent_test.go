@@ -3,6 +3,9 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -124,6 +127,28 @@ func nodeReady(kube kubernetes.Interface, name string) (bool, string) {
 	return false, "no Ready condition"
 }
 
+// tunnelGet asks node's kubelet API for path over its tunnel, as the
+// cloud's proxy does for the API server.
+func tunnelGet(t *testing.T, c *cloudtest.Cloud, node, path string) string {
+	t.Helper()
+	var body string
+	waitFor(t, 30*time.Second, "an answer through the tunnel", func() (bool, string) {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return c.Tunnels.Dial(ctx, node) },
+			DisableKeepAlives: true,
+		}}
+		resp, err := client.Get("http://" + node + path)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("%d %s", resp.StatusCode, b)
+	})
+	return body
+}
+
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
@@ -201,6 +226,12 @@ func TestPodLifecycleAcrossCloudOutage(t *testing.T) {
 	})
 	containerID := running.Status.ContainerStatuses[0].ContainerID
 
+	// kubectl logs reaches the container through the node's tunnel.
+	logs := tunnelGet(t, c, n.cfg.NodeName, "/containerLogs/"+ns+"/web/web")
+	if !strings.Contains(logs, "serving on :8080") {
+		t.Errorf("the container's log through the tunnel = %q", logs)
+	}
+
 	// The cloud goes away; the agent restarts while it is gone.
 	c.Stop()
 	n.stop()
@@ -229,7 +260,8 @@ func TestPodLifecycleAcrossCloudOutage(t *testing.T) {
 		_, err := kube.CoreV1().Pods(ns).Get(ctx, "web", metav1.GetOptions{})
 		return err != nil, fmt.Sprint(err)
 	})
-	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, "pods", string(running.UID))); !os.IsNotExist(err) {
-		t.Errorf("the pod's directory is still there: %v", err)
-	}
+	waitFor(t, 30*time.Second, "the pod's directory removed at the edge", func() (bool, string) {
+		_, err := os.Stat(filepath.Join(n.cfg.DataDir, "pods", string(running.UID)))
+		return os.IsNotExist(err), fmt.Sprint(err)
+	})
 }
