@@ -72,6 +72,7 @@ again on the same data directory resumes the same cluster.`,
 	f.IntVar(&o.APIServerPort, "apiserver-port", localup.DefaultAPIServerPort, "loopback port of the Kubernetes API")
 	f.IntVar(&o.CloudOpsPort, "cloud-ops-port", localup.DefaultCloudOpsPort, "loopback port of verge-cloud's health and metrics endpoint")
 	f.IntVar(&o.HubPort, "hub-port", localup.DefaultHubPort, "port edge nodes connect to")
+	f.IntVar(&o.TunnelPort, "tunnel-port", localup.DefaultTunnelPort, "port the API server reaches edge nodes' logs/exec through (all interfaces)")
 	f.StringVar(&o.ControlPlaneSource, "controlplane-source", "", "the tools/controlplane module to build Kubernetes from (default: found from the current directory)")
 	f.StringVar(&o.CloudBinary, "cloud-binary", "", "verge-cloud executable (default: next to verge, else built from source)")
 	f.IntVar(&o.EdgeNodes, "edge-nodes", 1, "edge nodes to run on this host, edge-1 … edge-N (needs root; 0 for the cloud side only)")

@@ -66,6 +66,9 @@ type Options struct {
 	RegistryPort int
 	// EdgeOpsBasePort + i is edge-i's /healthz and /metrics port.
 	EdgeOpsBasePort int
+	// TunnelPort is where the API server reaches the edge nodes' kubelet
+	// API through verge-cloud (kubectl logs, exec); all interfaces.
+	TunnelPort int
 	// MQTTBasePort + i is edge-i's MQTT bus on loopback (default
 	// DefaultMQTTBasePort).
 	MQTTBasePort int
@@ -90,6 +93,7 @@ const (
 	DefaultCloudOpsPort  = 10260
 	DefaultHubPort       = 10000
 	DefaultRegistryPort  = 10500
+	DefaultTunnelPort    = 10350
 	DefaultEdgeOpsBase   = 10270
 )
 
@@ -136,6 +140,7 @@ func Up(ctx context.Context, o Options) (err error) {
 		{o.APIServerPort, "kube-apiserver", "--apiserver-port"},
 		{o.CloudOpsPort, "verge-cloud's ops endpoint", "--cloud-ops-port"},
 		{o.HubPort, "verge-cloud's hub", "--hub-port"},
+		{o.TunnelPort, "verge-cloud's logs/exec tunnel", "--tunnel-port"},
 	}
 	if o.EdgeNodes > 0 {
 		if os.Geteuid() != 0 {
@@ -205,9 +210,10 @@ func Up(ctx context.Context, o Options) (err error) {
 	fmt.Fprintln(o.Out, "starting verge-cloud")
 	opsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.CloudOpsPort))
 	cloud, err := group.Start(supervisor.Spec{
-		Name:        "verge-cloud",
-		Path:        verge.cloud,
-		Args:        []string{"--kubeconfig=" + cloudKubeconfig, "--ops-address=" + opsAddr, "--hub-listen=" + hubAddr},
+		Name: "verge-cloud",
+		Path: verge.cloud,
+		Args: []string{"--kubeconfig=" + cloudKubeconfig, "--ops-address=" + opsAddr, "--hub-listen=" + hubAddr,
+			"--tunnel-listen=" + net.JoinHostPort("", strconv.Itoa(o.TunnelPort))},
 		LogPath:     filepath.Join(dir, "logs", "verge-cloud.log"),
 		StopTimeout: 30 * time.Second,
 	})

@@ -36,12 +36,12 @@ type devicesDemo struct {
 func startDevicesDemo(t *testing.T) *devicesDemo {
 	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "v")
-	p := freePorts(t, 7)
+	p := freePorts(t, 8)
 	base, _ := strconv.Atoi(p[4])
 	mqttBase, _ := strconv.Atoi(p[5])
 	startUp(t, dataDir, "--edge-nodes", "1", "--demo", "devices", "--apiserver-port", p[0], "--cloud-ops-port", p[1],
 		"--hub-port", p[2], "--registry-port", p[3], "--edge-ops-base-port", strconv.Itoa(base-1),
-		"--mqtt-base-port", strconv.Itoa(mqttBase-1), "--demo-modbus-port", p[6])
+		"--mqtt-base-port", strconv.Itoa(mqttBase-1), "--demo-modbus-port", p[6], "--tunnel-port", p[7])
 	rc, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dataDir, "kubeconfig"))
 	if err != nil {
 		t.Fatal(err)

@@ -27,8 +27,8 @@ import (
 // new `up` resumes the same state and `verge down` stops it.
 func TestUpQuickstart(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "verge")
-	ports := freePorts(t, 3)
-	args := []string{"--edge-nodes", "0", "--apiserver-port", ports[0], "--cloud-ops-port", ports[1], "--hub-port", ports[2]}
+	ports := freePorts(t, 4)
+	args := []string{"--edge-nodes", "0", "--apiserver-port", ports[0], "--cloud-ops-port", ports[1], "--hub-port", ports[2], "--tunnel-port", ports[3]}
 	up := startUp(t, dataDir, args...)
 	if !strings.Contains(up.Output(), "export KUBECONFIG="+filepath.Join(dataDir, "kubeconfig")) {
 		t.Errorf("next steps do not say how to use the kubeconfig:\n%s", up.Output())
@@ -119,8 +119,8 @@ func TestUpRefusesBusyPort(t *testing.T) {
 	defer l.Close()
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	dataDir := filepath.Join(t.TempDir(), "verge")
-	others := freePorts(t, 2)
-	up := launchUp(t, dataDir, "--edge-nodes", "0", "--apiserver-port", port, "--cloud-ops-port", others[0], "--hub-port", others[1])
+	others := freePorts(t, 3)
+	up := launchUp(t, dataDir, "--edge-nodes", "0", "--apiserver-port", port, "--cloud-ops-port", others[0], "--hub-port", others[1], "--tunnel-port", others[2])
 	up.waitExit(t, 1)
 	if out := up.Output(); !strings.Contains(out, "port "+port) || !strings.Contains(out, "--apiserver-port") {
 		t.Fatalf("error does not name port %s and the flag:\n%s", port, out)
@@ -153,8 +153,8 @@ func TestUpReportsFailedBuild(t *testing.T) {
 	}
 	t.Setenv("VERGE_CACHE_DIR", t.TempDir()) // keep the broken build out of the real cache
 	dataDir := filepath.Join(t.TempDir(), "verge")
-	ports := freePorts(t, 3)
-	up := launchUp(t, dataDir, "--edge-nodes", "0", "--controlplane-source", src, "--apiserver-port", ports[0], "--cloud-ops-port", ports[1], "--hub-port", ports[2])
+	ports := freePorts(t, 4)
+	up := launchUp(t, dataDir, "--edge-nodes", "0", "--controlplane-source", src, "--apiserver-port", ports[0], "--cloud-ops-port", ports[1], "--hub-port", ports[2], "--tunnel-port", ports[3])
 	up.waitExit(t, 1)
 	out := up.Output()
 	for _, want := range []string{"building etcd failed", "undefinedOnPurpose", "--- last lines of", "full log:"} {

@@ -62,6 +62,7 @@ func start(t *testing.T, kubeconfig string, all []*apiextv1.CustomResourceDefini
 	cfg.Kubeconfig = kubeconfig
 	cfg.OpsAddress = "127.0.0.1:0"
 	cfg.Hub.Listen = "127.0.0.1:0"
+	cfg.Tunnel.Listen = "127.0.0.1:0"
 	a, err := app.New(cfg, all, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
