@@ -190,11 +190,7 @@ func decodeCloudProbabilities(raw json.RawMessage) ([]float32, error) {
 
 // Infer answers one image.
 func (w *EdgeWorker) Infer(ctx context.Context, img []float32) (Answer, error) {
-	// Timed here: the SDK's Outcome.Elapsed is not filled in (it is set
-	// in a deferred function after the result was copied).
-	start := time.Now()
 	o, err := w.client.Infer(ctx, img)
-	elapsed := time.Since(start)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -203,7 +199,7 @@ func (w *EdgeWorker) Infer(ctx context.Context, img []float32) (Answer, error) {
 		FinalResult:   NewPrediction(o.Final),
 		EdgeResult:    NewPrediction(o.Edge),
 		Fallback:      string(o.Fallback),
-		ElapsedMS:     float64(elapsed.Microseconds()) / 1000,
+		ElapsedMS:     float64(o.Elapsed.Microseconds()) / 1000,
 	}
 	if o.FromCloud {
 		c := NewPrediction(o.Cloud)

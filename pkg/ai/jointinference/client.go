@@ -188,10 +188,10 @@ func (c *Client[In, Out]) BreakerState() State {
 // the cloud within what is left of the budget. It fails only when the edge
 // model does; every cloud problem ends in the edge's answer, with the
 // reason in Outcome.Fallback.
-func (c *Client[In, Out]) Infer(ctx context.Context, in In) (Outcome[Out], error) {
+func (c *Client[In, Out]) Infer(ctx context.Context, in In) (o Outcome[Out], _ error) {
 	start := c.cfg.Clock.Now()
 	deadline := start.Add(c.cfg.Budget)
-	var o Outcome[Out]
+	// Named result: the deferred assignment reaches the caller.
 	defer func() { o.Elapsed = c.cfg.Clock.Since(start) }()
 
 	edgeCtx, cancel := context.WithDeadline(ctx, deadline)

@@ -178,6 +178,9 @@ func TestSlowCloudTimesOutWithinBudget(t *testing.T) {
 	if took < 140*time.Millisecond || took > time.Second {
 		t.Fatalf("took %v; want about the 150ms budget (the cloud would take 5s)", took)
 	}
+	if o.Elapsed < 140*time.Millisecond || o.Elapsed > took {
+		t.Errorf("Outcome.Elapsed = %v; Infer took %v", o.Elapsed, took)
+	}
 	if s := c.Stats(); s.CloudFailures != 1 || s.Fallbacks[FallbackTimeout] != 1 {
 		t.Fatalf("stats %+v", s)
 	}
