@@ -26,7 +26,7 @@ type edgeCluster struct {
 	ports   map[string]string
 }
 
-func startEdgeCluster(t *testing.T, nodes int) *edgeCluster {
+func startEdgeCluster(t testing.TB, nodes int) *edgeCluster {
 	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "v")
 	p := freePorts(t, 6)
@@ -37,7 +37,7 @@ func startEdgeCluster(t *testing.T, nodes int) *edgeCluster {
 	return c
 }
 
-func (c *edgeCluster) kubectl(t *testing.T, args ...string) string {
+func (c *edgeCluster) kubectl(t testing.TB, args ...string) string {
 	t.Helper()
 	return kubectl(t, c.dataDir, args...)
 }
@@ -49,7 +49,7 @@ func (c *edgeCluster) kubectlErr(args ...string) (string, error) {
 }
 
 // eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
 	start := time.Now()
 	last := ""
@@ -67,7 +67,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 
 // podTable returns, per pod matching selector: name, phase, Ready,
 // restarts, IP, node and container ID.
-func (c *edgeCluster) podTable(t *testing.T, selector string) [][]string {
+func (c *edgeCluster) podTable(t testing.TB, selector string) [][]string {
 	t.Helper()
 	out := c.kubectl(t, "get", "pods", "-l", selector, "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.conditions[?(@.type=="Ready")].status} {.status.containerStatuses[0].restartCount} {.status.podIP} {.spec.nodeName} {.status.containerStatuses[0].containerID}{"\n"}{end}`)
 	var rows [][]string
@@ -81,7 +81,7 @@ func (c *edgeCluster) podTable(t *testing.T, selector string) [][]string {
 
 // objectVersions maps the pods and ConfigMaps of the default namespace to
 // their resourceVersions.
-func (c *edgeCluster) objectVersions(t *testing.T) map[string]string {
+func (c *edgeCluster) objectVersions(t testing.TB) map[string]string {
 	t.Helper()
 	out := c.kubectl(t, "get", "pods,configmaps", "-o", `jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}`)
 	m := map[string]string{}
@@ -93,7 +93,7 @@ func (c *edgeCluster) objectVersions(t *testing.T) map[string]string {
 }
 
 // processPID finds the one process whose command line contains all of s.
-func processPID(t *testing.T, s ...string) int {
+func processPID(t testing.TB, s ...string) int {
 	t.Helper()
 	var found []string
 	for _, p := range processesMentioning(t, s[0]) {
@@ -112,7 +112,7 @@ func processPID(t *testing.T, s ...string) int {
 	return pid
 }
 
-func sendSignal(t *testing.T, pid int, sig syscall.Signal) {
+func sendSignal(t testing.TB, pid int, sig syscall.Signal) {
 	t.Helper()
 	if err := syscall.Kill(pid, sig); err != nil {
 		t.Fatalf("signal %v to %d: %v", sig, pid, err)
@@ -120,7 +120,7 @@ func sendSignal(t *testing.T, pid int, sig syscall.Signal) {
 }
 
 // metric reads a counter from a Prometheus endpoint (0 when absent).
-func metric(t *testing.T, url, series string) float64 {
+func metric(t testing.TB, url, series string) float64 {
 	t.Helper()
 	for _, line := range strings.Split(httpGet(t, url), "\n") {
 		if strings.HasPrefix(line, series+" ") {

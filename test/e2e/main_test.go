@@ -75,7 +75,7 @@ func (u *upProcess) Output() string {
 }
 
 // startUp runs `verge up` with args and returns once it printed "ready".
-func startUp(t *testing.T, dataDir string, args ...string) *upProcess {
+func startUp(t testing.TB, dataDir string, args ...string) *upProcess {
 	t.Helper()
 	u := launchUp(t, dataDir, args...)
 	select {
@@ -88,7 +88,7 @@ func startUp(t *testing.T, dataDir string, args ...string) *upProcess {
 	return u
 }
 
-func launchUp(t *testing.T, dataDir string, args ...string) *upProcess {
+func launchUp(t testing.TB, dataDir string, args ...string) *upProcess {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin.dir, "verge"), append([]string{"up", "--data-dir", dataDir}, args...)...)
 	cmd.Dir = "." // inside the checkout, so tools/controlplane is found
@@ -133,7 +133,7 @@ func launchUp(t *testing.T, dataDir string, args ...string) *upProcess {
 }
 
 // interrupt sends Ctrl-C's signal and waits for a clean exit.
-func (u *upProcess) interrupt(t *testing.T) {
+func (u *upProcess) interrupt(t testing.TB) {
 	t.Helper()
 	if err := syscall.Kill(u.cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func (u *upProcess) interrupt(t *testing.T) {
 	u.waitExit(t, 0)
 }
 
-func (u *upProcess) waitExit(t *testing.T, wantCode int) {
+func (u *upProcess) waitExit(t testing.TB, wantCode int) {
 	t.Helper()
 	select {
 	case <-u.exited:
@@ -154,7 +154,7 @@ func (u *upProcess) waitExit(t *testing.T, wantCode int) {
 }
 
 // kubectl runs the pinned kubectl against a verge up data directory.
-func kubectl(t *testing.T, dataDir string, args ...string) string {
+func kubectl(t testing.TB, dataDir string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(bin.k8s.Kubectl, append([]string{"--kubeconfig", filepath.Join(dataDir, "kubeconfig")}, args...)...).CombinedOutput()
 	if err != nil {
@@ -165,7 +165,7 @@ func kubectl(t *testing.T, dataDir string, args ...string) string {
 
 // processesMentioning lists running processes (other than this test) whose
 // command line contains s.
-func processesMentioning(t *testing.T, s string) []string {
+func processesMentioning(t testing.TB, s string) []string {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -189,7 +189,7 @@ func processesMentioning(t *testing.T, s string) []string {
 	return found
 }
 
-func assertNothingRunning(t *testing.T, dataDir string) {
+func assertNothingRunning(t testing.TB, dataDir string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -204,7 +204,7 @@ func assertNothingRunning(t *testing.T, dataDir string) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []string {
+func freePorts(t testing.TB, n int) []string {
 	t.Helper()
 	var ports []string
 	for range n {

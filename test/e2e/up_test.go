@@ -167,7 +167,7 @@ func TestUpReportsFailedBuild(t *testing.T) {
 
 // crdVersions returns name → resourceVersion of Verge's CRDs, requiring all
 // n to be Established.
-func crdVersions(t *testing.T, dataDir string, n int) map[string]string {
+func crdVersions(t testing.TB, dataDir string, n int) map[string]string {
 	t.Helper()
 	var list struct {
 		Items []struct {
@@ -210,7 +210,7 @@ func equal(a, b map[string]string) bool {
 	return true
 }
 
-func httpGet(t *testing.T, url string) string {
+func httpGet(t testing.TB, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
