@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/upsync"
 	"github.com/verge-edge/verge/internal/protocol/wire"
+	"github.com/verge-edge/verge/internal/reconnect"
 )
 
 // ProtocolVersion is the cloud–edge protocol this client speaks.
@@ -147,37 +147,15 @@ func (c *Client) Synced() bool {
 
 // Start connects and stays connected until ctx ends.
 func (c *Client) Start(ctx context.Context) error {
-	attempt := 0
-	for {
-		started := time.Now()
+	reconnect.Run(ctx, reconnect.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}, func(ctx context.Context) error {
 		err := c.session(ctx)
 		c.setConnected(false, false)
-		if ctx.Err() != nil {
-			return nil //nolint:nilerr // shutting down: the session ended because of it
-		}
-		if time.Since(started) > time.Minute {
-			attempt = 0 // a session that lasted resets the back-off
-		}
-		delay := backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff)
-		attempt++
+		return err
+	}, func(err error, retryIn time.Duration) {
 		c.metrics.reconnects.Inc()
-		c.cfg.Logger.Warn("link to the cloud lost; reconnecting", "error", err, "retryIn", delay.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-	}
-}
-
-// backoff is "full jitter": uniformly random up to an exponentially growing
-// cap, so thousands of nodes losing the cloud together come back spread out.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	ceiling := hi
-	if attempt < 30 {
-		ceiling = min(hi, lo<<attempt)
-	}
-	return lo/2 + time.Duration(rand.Int64N(int64(ceiling)))
+		c.cfg.Logger.Warn("link to the cloud lost; reconnecting", "error", err, "retryIn", retryIn.Round(time.Millisecond))
+	})
+	return nil
 }
 
 func (c *Client) setConnected(connected, synced bool) {

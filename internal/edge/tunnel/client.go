@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/tunnelconn"
+	"github.com/verge-edge/verge/internal/reconnect"
 )
 
 // ProtocolVersion is the tunnel protocol this side speaks.
@@ -121,36 +121,15 @@ func (c *Client) Start(ctx context.Context) error {
 		<-served
 	}()
 
-	attempt := 0
-	for {
-		started := time.Now()
+	reconnect.Run(ctx, reconnect.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}, func(ctx context.Context) error {
 		err := c.session(ctx)
 		c.setConnected(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if time.Since(started) > time.Minute {
-			attempt = 0
-		}
-		delay := backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff)
-		attempt++
+		return err
+	}, func(err error, retryIn time.Duration) {
 		c.metrics.reconnects.Inc()
-		c.cfg.Logger.Warn("tunnel control stream lost; reconnecting", "error", err, "retryIn", delay.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-	}
-}
-
-// backoff is "full jitter" exponential back-off, as the hub client's.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	ceiling := hi
-	if attempt < 30 {
-		ceiling = min(hi, lo<<attempt)
-	}
-	return lo/2 + time.Duration(rand.Int64N(int64(ceiling)))
+		c.cfg.Logger.Warn("tunnel control stream lost; reconnecting", "error", err, "retryIn", retryIn.Round(time.Millisecond))
+	})
+	return nil
 }
 
 // session runs one control stream until it fails.
