@@ -200,6 +200,13 @@ func TestEdgeNodesRunPodsThroughOutages(t *testing.T) {
 	if !strings.Contains(out, "edge-1, edge-2 (Ready)") {
 		t.Fatalf("verge up did not report both edge nodes Ready:\n%s", out)
 	}
+	// verge up prints ready once the nodes are; from their start that
+	// includes containerd, joining and the first status.
+	if took, ok := c.up.Between("starting 2 edge node(s)", "ready"); !ok || took > 30*time.Second {
+		t.Errorf("the edge nodes took %v to be Ready (found: %v); want under 30 s", took, ok)
+	} else {
+		t.Logf("both edge nodes Ready %v after they started", took.Round(100*time.Millisecond))
+	}
 	for _, n := range []string{"edge-1", "edge-2"} {
 		if got := c.kubectl(t, "get", "node", n, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.metadata.labels.node-role\.kubernetes\.io/edge}`); strings.TrimSpace(got) != "True" {
 			t.Errorf("node %s: Ready/edge label = %q", n, got)

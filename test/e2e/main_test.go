@@ -62,10 +62,20 @@ type upProcess struct {
 	cmd     *exec.Cmd
 	dataDir string
 	mu      sync.Mutex
+	seen    map[string]time.Time // when each output line first appeared
 	output  bytes.Buffer
 	ready   chan struct{}
 	exited  chan struct{}
 	err     error
+}
+
+// Between returns how long after line a the line b appeared in the output.
+func (u *upProcess) Between(a, b string) (time.Duration, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ta, oka := u.seen[a]
+	tb, okb := u.seen[b]
+	return tb.Sub(ta), oka && okb
 }
 
 func (u *upProcess) Output() string {
@@ -95,7 +105,7 @@ func launchUp(t testing.TB, dataDir string, args ...string) *upProcess {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	u := &upProcess{cmd: cmd, dataDir: dataDir, ready: make(chan struct{}), exited: make(chan struct{})}
+	u := &upProcess{cmd: cmd, dataDir: dataDir, ready: make(chan struct{}), exited: make(chan struct{}), seen: map[string]time.Time{}}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +115,9 @@ func launchUp(t testing.TB, dataDir string, args ...string) *upProcess {
 		for sc.Scan() {
 			u.mu.Lock()
 			u.output.WriteString(sc.Text() + "\n")
+			if _, ok := u.seen[sc.Text()]; !ok {
+				u.seen[sc.Text()] = time.Now()
+			}
 			u.mu.Unlock()
 			if sc.Text() == "ready" && !readySeen {
 				readySeen = true
