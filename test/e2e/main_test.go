@@ -84,7 +84,8 @@ func (u *upProcess) Output() string {
 	return u.output.String()
 }
 
-// startUp runs `verge up` with args and returns once it printed "ready".
+// startUp runs `verge up` with args and returns once it printed "ready"
+// and the next steps after it.
 func startUp(t testing.TB, dataDir string, args ...string) *upProcess {
 	t.Helper()
 	u := launchUp(t, dataDir, args...)
@@ -119,7 +120,8 @@ func launchUp(t testing.TB, dataDir string, args ...string) *upProcess {
 				u.seen[sc.Text()] = time.Now()
 			}
 			u.mu.Unlock()
-			if sc.Text() == "ready" && !readySeen {
+			// The ready message ends with how to stop the cluster.
+			if strings.HasPrefix(sc.Text(), "Stop with Ctrl-C") && !readySeen {
 				readySeen = true
 				close(u.ready)
 			}
