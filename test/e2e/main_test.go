@@ -44,7 +44,7 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/verge", "./cmd/verge-cloud", "./cmd/verge-edge", "./cmd/verge-pause", "./cmd/verge-devsim", "./cmd/verge-mapper-modbus")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", dir+"/", "./cmd/verge", "./cmd/verge-cloud", "./cmd/verge-edge", "./cmd/verge-pause", "./cmd/verge-devsim", "./cmd/verge-mapper-modbus")
 	cmd.Dir = filepath.Join("..", "..")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as released: static
 	if out, err := cmd.CombinedOutput(); err != nil {
