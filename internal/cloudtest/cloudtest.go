@@ -77,6 +77,13 @@ func (c *Cloud) Restart(t testing.TB) *Cloud {
 	return start(t, c.opts, c.Namespace, c.Addr)
 }
 
+// Replica starts a second hub with the same CA in the same namespace, on
+// its own address: another verge-cloud replica.
+func (c *Cloud) Replica(t testing.TB) *Cloud {
+	t.Helper()
+	return start(t, c.opts, c.Namespace, "127.0.0.1:0")
+}
+
 func start(t testing.TB, o Options, ns, listen string) *Cloud {
 	t.Helper()
 	kube := testenv.Client(t)
