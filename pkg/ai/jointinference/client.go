@@ -51,7 +51,9 @@ type Config[In, Out any] struct {
 	HTTPClient *http.Client
 
 	// Budget bounds one Infer call end to end (default DefaultBudget):
-	// the cloud call gets what the edge model left of it.
+	// the cloud call gets what the edge model left of it, less a twentieth
+	// of the budget kept for giving up on the cloud and answering (timers
+	// fire late on a busy node).
 	Budget time.Duration
 	// CloudTimeout caps one cloud call below the budget's remainder
 	// (default: no cap besides the budget).
@@ -223,7 +225,7 @@ func (c *Client[In, Out]) Infer(ctx context.Context, in In) (o Outcome[Out], _ e
 	}
 
 	now := c.cfg.Clock.Now()
-	left := deadline.Sub(now)
+	left := deadline.Sub(now) - c.cfg.Budget/20
 	if c.cfg.CloudTimeout > 0 && c.cfg.CloudTimeout < left {
 		left = c.cfg.CloudTimeout
 	}
