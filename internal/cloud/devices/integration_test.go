@@ -21,13 +21,13 @@ import (
 
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
 	"github.com/verge-edge/verge/internal/cloudtest"
+	"github.com/verge-edge/verge/internal/edge/agent"
 	"github.com/verge-edge/verge/internal/edge/devicetwin"
 	"github.com/verge-edge/verge/internal/edge/hubclient"
 	"github.com/verge-edge/verge/internal/edge/identity"
 	"github.com/verge-edge/verge/internal/edge/store"
 	"github.com/verge-edge/verge/internal/jointoken"
 	"github.com/verge-edge/verge/internal/pki"
-	"github.com/verge-edge/verge/internal/protocol/downsync"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 	"github.com/verge-edge/verge/internal/testenv"
@@ -40,44 +40,6 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 var gvr = func(r string) schema.GroupVersionResource {
 	return devicesv1beta1.SchemeGroupVersion.WithResource(r)
 }
-
-// linkStore is the edge store as the hub client sees it (as verge-edge's
-// agent adapts it).
-type linkStore struct{ s *store.Store }
-
-func (l linkStore) Inventory(ctx context.Context) ([]downsync.Meta, error) {
-	inv, err := l.s.Inventory(ctx)
-	out := make([]downsync.Meta, len(inv))
-	for i, m := range inv {
-		out[i] = downsync.Meta{Key: m.Key, Version: downsync.Version{UID: m.UID, ResourceVersion: m.ResourceVersion}}
-	}
-	return out, err
-}
-
-func (l linkStore) Version(ctx context.Context, key string) (downsync.Version, bool, error) {
-	m, ok, err := l.s.GetMeta(ctx, key)
-	return downsync.Version{UID: m.UID, ResourceVersion: m.ResourceVersion}, ok, err
-}
-
-func (l linkStore) Apply(ctx context.Context, ops []hubclient.Op) error {
-	out := make([]store.Op, len(ops))
-	for i, op := range ops {
-		out[i] = store.Op{Delete: op.Delete, Object: store.Object{Meta: store.Meta{Key: op.Object.Key, UID: op.Object.UID, ResourceVersion: op.Object.ResourceVersion}, Kind: "x", Data: op.Object.Data}}
-	}
-	_, err := l.s.Apply(ctx, out)
-	return err
-}
-
-func (l linkStore) Pending(ctx context.Context, n int, skip func(int64) bool) ([]hubclient.Report, error) {
-	rs, err := l.s.Pending(ctx, n, skip)
-	out := make([]hubclient.Report, len(rs))
-	for i, r := range rs {
-		out[i] = hubclient.Report{ID: r.ID, Gen: r.Gen, Key: r.Key, Kind: r.Kind, Data: r.Payload}
-	}
-	return out, err
-}
-
-func (l linkStore) Ack(ctx context.Context, id, gen int64) error { return l.s.Ack(ctx, id, gen) }
 
 // edge is a joined node running the hub client and the device twin, as
 // verge-edge composes them (without pods).
@@ -112,7 +74,7 @@ func startEdge(t testing.TB, c *cloudtest.Cloud) *edge {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
-	link := hubclient.New(hubclient.Config{Address: c.Addr, Credentials: mgr.TLS, Store: linkStore{st}, AgentVersion: "test", Logger: log, MinBackoff: 100 * time.Millisecond})
+	link := hubclient.New(hubclient.Config{Address: c.Addr, Credentials: mgr.TLS, Store: agent.LinkStore(st), AgentVersion: "test", Logger: log, MinBackoff: 100 * time.Millisecond})
 	twin, err := devicetwin.New(devicetwin.Config{NodeName: name, SocketDir: filepath.Join(dir, "dmi"), FlushInterval: 50 * time.Millisecond, Kick: link.Kick, Logger: log}, st)
 	if err != nil {
 		t.Fatal(err)

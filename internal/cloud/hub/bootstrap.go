@@ -47,7 +47,7 @@ func (b *bootstrapService) Join(ctx context.Context, req *syncpb.JoinRequest) (*
 }
 
 func (b *bootstrapService) Renew(ctx context.Context, req *syncpb.RenewRequest) (*syncpb.RenewResponse, error) {
-	node, err := nodeFromContext(ctx)
+	node, err := NodeFromContext(ctx)
 	if err != nil {
 		b.s.metrics.joins.WithLabelValues("renew", "refused").Inc()
 		return nil, err

@@ -254,9 +254,10 @@ func (s *Server) submitReport(job reportJob) {
 	}
 }
 
-// nodeFromContext returns the node name from the verified client
-// certificate of the call.
-func nodeFromContext(ctx context.Context) (string, error) {
+// NodeFromContext returns the node name from the verified client
+// certificate of a gRPC call on the hub's server — never from anything the
+// node sends. Services registered on the hub (Config.Services) use it too.
+func NodeFromContext(ctx context.Context) (string, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return "", status.Error(codes.Unauthenticated, "no peer information")

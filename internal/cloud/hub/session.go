@@ -116,7 +116,7 @@ func (s *Server) unregister(sess *session) bool {
 // Sync serves one node's control stream.
 func (h *hubService) Sync(stream syncpb.Hub_SyncServer) error {
 	s := h.s
-	node, err := nodeFromContext(stream.Context())
+	node, err := NodeFromContext(stream.Context())
 	if err != nil {
 		return err
 	}

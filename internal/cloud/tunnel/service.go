@@ -37,11 +37,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/verge-edge/verge/internal/nodecert"
+	"github.com/verge-edge/verge/internal/cloud/hub"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/tunnelconn"
 )
@@ -152,7 +150,7 @@ var errReplaced = errors.New("replaced by a newer tunnel control stream from the
 
 // Control serves one node's control stream.
 func (s *Service) Control(stream syncpb.Tunnel_ControlServer) error {
-	node, err := nodeFromContext(stream.Context())
+	node, err := hub.NodeFromContext(stream.Context())
 	if err != nil {
 		return err
 	}
@@ -329,7 +327,7 @@ func dialOutcome(err error) string {
 
 // Data serves one tunnelled connection from a node.
 func (s *Service) Data(stream syncpb.Tunnel_DataServer) error {
-	node, err := nodeFromContext(stream.Context())
+	node, err := hub.NodeFromContext(stream.Context())
 	if err != nil {
 		return err
 	}
@@ -383,22 +381,4 @@ func (s *Service) Data(stream syncpb.Tunnel_DataServer) error {
 		conn.Abort()
 		return stream.Context().Err()
 	}
-}
-
-// nodeFromContext returns the node name from the verified client
-// certificate of the call, as the hub does.
-func nodeFromContext(ctx context.Context) (string, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return "", status.Error(codes.Unauthenticated, "no peer information")
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.PeerCertificates) == 0 {
-		return "", status.Error(codes.Unauthenticated, "a node certificate is required: join the node first (verge join)")
-	}
-	name, err := nodecert.NodeName(info.State.PeerCertificates[0])
-	if err != nil {
-		return "", status.Error(codes.PermissionDenied, err.Error())
-	}
-	return name, nil
 }

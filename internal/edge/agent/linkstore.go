@@ -12,7 +12,9 @@ import (
 // linkStore is the edge store as the hub client sees it.
 type linkStore struct{ s *store.Store }
 
-var _ hubclient.Store = linkStore{}
+// LinkStore adapts the edge store to what the hub client needs, as
+// verge-edge does (for tests that run a hub client on a real store).
+func LinkStore(s *store.Store) hubclient.Store { return linkStore{s} }
 
 func (l linkStore) Inventory(ctx context.Context) ([]downsync.Meta, error) {
 	inv, err := l.s.Inventory(ctx)
