@@ -88,8 +88,10 @@ func TestEvaluationSmall(t *testing.T) {
 		if o.Cloud != "up" && (o.FromCloud != 0 || o.Client.Max > cfg.Joint.Budget+time.Second) {
 			t.Errorf("%s (breaker %v): %d from the cloud, slowest %v", o.Cloud, o.Breaker, o.FromCloud, o.Client.Max)
 		}
-		if o.Cloud == "black hole" && !o.Breaker && o.HardClient.P50 < cfg.Joint.Budget {
-			t.Errorf("black hole without breaker: hard samples took %v, less than the budget: did they reach a cloud?", o.HardClient.P50)
+		// A hard sample waits for the black hole until the client's
+		// fallback reserve (a twentieth of the budget) is all that is left.
+		if o.Cloud == "black hole" && !o.Breaker && o.HardClient.P50 < cfg.Joint.Budget*19/20 {
+			t.Errorf("black hole without breaker: hard samples took %v, less than the budget's share for the cloud: did they reach a cloud?", o.HardClient.P50)
 		}
 	}
 
