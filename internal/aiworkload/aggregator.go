@@ -33,10 +33,10 @@ type AggregatorConfig struct {
 // MODEL_URL, where the model is written, is required.
 func LoadAggregatorConfig(get workerenv.Lookup) (AggregatorConfig, error) {
 	env, err := workerenv.LoadFederatedAggregator(get)
-	r := &envReader{get: get}
-	r.required("MODEL_URL", "where to write the model: a file, or a directory (it gets "+ModelFileName+")")
-	c := AggregatorConfig{Env: env, FinishGrace: r.duration(30*time.Second, "FINISH_GRACE")}
-	return c, r.join(err)
+	r := workerenv.NewReader(get)
+	r.Required("MODEL_URL", "where to write the model: a file, or a directory (it gets "+ModelFileName+")")
+	c := AggregatorConfig{Env: env, FinishGrace: r.Duration("FINISH_GRACE", 30*time.Second)}
+	return c, errors.Join(err, r.Err())
 }
 
 // AggregatorOptions are the parts a caller may inject.

@@ -2,6 +2,7 @@ package aiworkload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,10 +30,10 @@ type CloudConfig struct {
 // required.
 func LoadCloudConfig(get workerenv.Lookup) (CloudConfig, error) {
 	env, err := workerenv.LoadJointInferenceCloud(get)
-	r := &envReader{get: get}
-	r.required("MODEL_URL", "the cloud model: a model file, or a directory holding "+ModelFileName)
-	c := CloudConfig{Env: env, MaxInFlight: r.intIn(0, 1, 1<<16, "MAX_IN_FLIGHT")}
-	return c, r.join(err)
+	r := workerenv.NewReader(get)
+	r.Required("MODEL_URL", "the cloud model: a model file, or a directory holding "+ModelFileName)
+	c := CloudConfig{Env: env, MaxInFlight: r.Int("MAX_IN_FLIGHT", 0, 1, 1<<16)}
+	return c, errors.Join(err, r.Err())
 }
 
 // CloudWorker serves the cloud model with Sedna's inference protocol:

@@ -54,16 +54,16 @@ func (c EdgeConfig) Addr() string {
 // cloud's address are required; HEM_NAME and HEM_PARAMETERS are checked.
 func LoadEdgeConfig(get workerenv.Lookup) (EdgeConfig, error) {
 	env, err := workerenv.LoadJointInferenceEdge(get)
-	r := &envReader{get: get}
-	r.required("MODEL_URL", "the edge model: a model file, or a directory holding "+ModelFileName)
+	r := workerenv.NewReader(get)
+	r.Required("MODEL_URL", "the edge model: a model file, or a directory holding "+ModelFileName)
 	c := EdgeConfig{
 		Env:      env,
-		BindIP:   r.host("0.0.0.0", "INFERENCE_BIND_IP"),
-		BindPort: r.intIn(DefaultInferencePort, 1, 65535, "INFERENCE_BIND_PORT"),
-		Budget:   r.duration(jointinference.DefaultBudget, "INFERENCE_BUDGET"),
+		BindIP:   r.Host("INFERENCE_BIND_IP", "0.0.0.0", false),
+		BindPort: r.Int("INFERENCE_BIND_PORT", DefaultInferencePort, 1, 65535),
+		Budget:   r.Duration("INFERENCE_BUDGET", jointinference.DefaultBudget),
 		Report:   lcServerSet(get),
 	}
-	return c, r.join(err)
+	return c, errors.Join(err, r.Err())
 }
 
 // Answer is the edge worker's answer for one image: Sedna's

@@ -2,6 +2,7 @@ package aiworkload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -63,25 +64,25 @@ type TrainerConfig struct {
 // LoadTrainerConfig reads a training worker's environment.
 func LoadTrainerConfig(get workerenv.Lookup) (TrainerConfig, error) {
 	env, err := workerenv.LoadFederatedTrainer(get)
-	r := &envReader{get: get}
+	r := workerenv.NewReader(get)
 	c := TrainerConfig{Env: env, Report: lcServerSet(get)}
-	archName := r.oneOf(ArchSoftmax, []string{ArchSoftmax, ArchMLP}, "MODEL_ARCH")
+	archName := r.OneOf("MODEL_ARCH", ArchSoftmax, ArchSoftmax, ArchMLP)
 	c.Arch, c.Train = model.EdgeArch(), model.EdgeTrainConfig()
 	if archName == ArchMLP {
 		c.Arch, c.Train = model.CloudArch(), model.CloudTrainConfig()
 	}
-	c.Train.Epochs = r.intIn(1, 1, 1000, "EPOCHS", "epochs")
-	c.Train.BatchSize = r.intIn(c.Train.BatchSize, 1, 1<<20, "BATCH_SIZE", "batch_size")
-	c.Train.LearningRate = r.float(c.Train.LearningRate, 0, 10, true, "LEARNING_RATE", "learning_rate")
-	c.Train.Momentum = r.float(c.Train.Momentum, 0, 0.999, false, "MOMENTUM", "momentum")
-	c.Train.WeightDecay = r.float(0, 0, 1, false, "WEIGHT_DECAY", "weight_decay")
+	c.Train.Epochs = r.Int(r.First("EPOCHS", "epochs"), 1, 1, 1000)
+	c.Train.BatchSize = r.Int(r.First("BATCH_SIZE", "batch_size"), c.Train.BatchSize, 1, 1<<20)
+	c.Train.LearningRate = r.Float(r.First("LEARNING_RATE", "learning_rate"), c.Train.LearningRate, 0, 10, true)
+	c.Train.Momentum = r.Float(r.First("MOMENTUM", "momentum"), c.Train.Momentum, 0, 0.999, false)
+	c.Train.WeightDecay = r.Float(r.First("WEIGHT_DECAY", "weight_decay"), 0, 0, 1, false)
 	c.Train.LRDecay = 1
 	c.Train.ProxMu = env.ProximalMu
-	c.RoundLRDecay = r.float(0.9, 0, 1, true, "LR_DECAY")
-	c.Seed = uint64(r.intIn(1, 0, math.MaxInt32, "SEED"))
-	c.Encoding = r.oneOf(EncodingBinary, []string{EncodingBinary, EncodingJSON}, "WEIGHT_ENCODING")
-	c.EvalSamples = r.intIn(2000, 0, 1<<30, "EVAL_SAMPLES")
-	return c, r.join(err)
+	c.RoundLRDecay = r.Float("LR_DECAY", 0.9, 0, 1, true)
+	c.Seed = uint64(r.Int("SEED", 1, 0, math.MaxInt32))
+	c.Encoding = r.OneOf("WEIGHT_ENCODING", EncodingBinary, EncodingBinary, EncodingJSON)
+	c.EvalSamples = r.Int("EVAL_SAMPLES", 2000, 0, 1<<30)
+	return c, errors.Join(err, r.Err())
 }
 
 // Trainer is a federated-learning training worker: each round it starts

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,89 +37,157 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("environment variable %s=%q: want %s", e.Variable, e.Value, e.Want)
 }
 
-// reader collects errors while reading variables.
-type reader struct {
+// Reader reads variables, collecting every problem as an *Error so that a
+// worker reports them all at once (Err). Workers with variables of their
+// own read them with it too.
+type Reader struct {
 	get  Lookup
 	errs []error
 }
 
-func (r *reader) str(name, def string) string {
+// NewReader reads from get.
+func NewReader(get Lookup) *Reader { return &Reader{get: get} }
+
+// First returns the first of names that is set (aliases, such as Sedna's
+// lower-case names), or names[0] when none is.
+func (r *Reader) First(names ...string) string {
+	for _, n := range names {
+		if v, ok := r.get(n); ok && strings.TrimSpace(v) != "" {
+			return n
+		}
+	}
+	return names[0]
+}
+
+// String returns the variable, trimmed, or def when it is unset or blank.
+func (r *Reader) String(name, def string) string {
 	if v, ok := r.get(name); ok && strings.TrimSpace(v) != "" {
 		return strings.TrimSpace(v)
 	}
 	return def
 }
 
-func (r *reader) required(name, want string) string {
-	v := r.str(name, "")
+// Required returns the variable, recording an error saying want when it
+// is unset.
+func (r *Reader) Required(name, want string) string {
+	v := r.String(name, "")
 	if v == "" {
 		r.errs = append(r.errs, &Error{Variable: name, Want: want})
 	}
 	return v
 }
 
-func (r *reader) fail(name, value, want string) {
+// Fail records that name's value is not what is wanted.
+func (r *Reader) Fail(name, value, want string) {
 	r.errs = append(r.errs, &Error{Variable: name, Value: value, Want: want})
 }
 
-func (r *reader) intIn(name string, def, lo, hi int) int {
-	s := r.str(name, "")
+// Int reads an integer in [lo, hi].
+func (r *Reader) Int(name string, def, lo, hi int) int {
+	s := r.String(name, "")
 	if s == "" {
 		return def
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		r.fail(name, s, fmt.Sprintf("an integer from %d to %d", lo, hi))
+		r.Fail(name, s, fmt.Sprintf("an integer from %d to %d", lo, hi))
 		return def
 	}
 	return n
 }
 
-func (r *reader) port(name string, def int) int { return r.intIn(name, def, 1, 65535) }
+// Float reads a number in [lo, hi] (or (lo, hi] when openLo).
+func (r *Reader) Float(name string, def, lo, hi float64, openLo bool) float64 {
+	s := r.String(name, "")
+	if s == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < lo || f > hi || openLo && f == lo {
+		bracket := "["
+		if openLo {
+			bracket = "("
+		}
+		r.Fail(name, s, fmt.Sprintf("a number in %s%g, %g]", bracket, lo, hi))
+		return def
+	}
+	return f
+}
 
-func (r *reader) host(name, def string, required bool) string {
+// Duration reads a positive Go duration.
+func (r *Reader) Duration(name string, def time.Duration) time.Duration {
+	s := r.String(name, "")
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		r.Fail(name, s, "a positive Go duration such as 200ms or 1s")
+		return def
+	}
+	return d
+}
+
+// OneOf reads one of allowed.
+func (r *Reader) OneOf(name, def string, allowed ...string) string {
+	s := r.String(name, "")
+	if s == "" {
+		return def
+	}
+	if slices.Contains(allowed, s) {
+		return s
+	}
+	r.Fail(name, s, "one of "+strings.Join(allowed, ", "))
+	return def
+}
+
+// Host reads a host name or IP address (no scheme, port or path).
+func (r *Reader) Host(name, def string, required bool) string {
 	var h string
 	if required {
-		h = r.required(name, "a host name or IP address")
+		h = r.Required(name, "a host name or IP address")
 	} else {
-		h = r.str(name, def)
+		h = r.String(name, def)
 	}
 	if h != "" && (strings.ContainsAny(h, "/:?# ") && net.ParseIP(h) == nil) {
-		r.fail(name, h, "a host name or IP address without scheme, port or path")
+		r.Fail(name, h, "a host name or IP address without scheme, port or path")
 	}
 	return h
 }
 
-func (r *reader) httpURL(name, def string) string {
-	s := r.str(name, def)
-	if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		r.fail(name, s, "an http(s) URL such as http://localhost:9100")
-	}
-	return s
-}
-
-func (r *reader) params(name string) []ai.Parameter {
-	s := r.str(name, "")
-	ps, err := ai.ParseParameters(s)
-	if err != nil {
-		r.fail(name, s, fmt.Sprintf(`a JSON list such as [{"key":"threshold","value":"0.9"}] (%v)`, err))
-	}
-	return ps
-}
-
-func (r *reader) transmitter() string {
-	t := r.str("TRANSMITTER", "ws")
-	if t != "ws" {
-		r.fail("TRANSMITTER", t, `"ws" (the Verge SDK exchanges weights over the aggregator's WebSocket; use transmitter.ws or leave transmitter empty)`)
-	}
-	return t
-}
-
-func (r *reader) err() error {
+// Err joins every problem recorded, or nil.
+func (r *Reader) Err() error {
 	if len(r.errs) == 0 {
 		return nil
 	}
 	return errors.Join(r.errs...)
+}
+
+func (r *Reader) port(name string, def int) int { return r.Int(name, def, 1, 65535) }
+
+func (r *Reader) httpURL(name, def string) string {
+	s := r.String(name, def)
+	if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.Fail(name, s, "an http(s) URL such as http://localhost:9100")
+	}
+	return s
+}
+
+func (r *Reader) params(name string) []ai.Parameter {
+	s := r.String(name, "")
+	ps, err := ai.ParseParameters(s)
+	if err != nil {
+		r.Fail(name, s, fmt.Sprintf(`a JSON list such as [{"key":"threshold","value":"0.9"}] (%v)`, err))
+	}
+	return ps
+}
+
+func (r *Reader) transmitter() string {
+	t := r.String("TRANSMITTER", "ws")
+	if t != "ws" {
+		r.Fail("TRANSMITTER", t, `"ws" (the Verge SDK exchanges weights over the aggregator's WebSocket; use transmitter.ws or leave transmitter empty)`)
+	}
+	return t
 }
 
 // Common are the variables every worker gets.
@@ -130,13 +199,13 @@ type Common struct {
 	DataPathPrefix string // DATA_PATH_PREFIX
 }
 
-func (r *reader) common() Common {
+func (r *Reader) common() Common {
 	return Common{
-		WorkerName:     r.required("WORKER_NAME", "the pod's name (the controllers set it from metadata.name)"),
-		Namespace:      r.str("NAMESPACE", ""),
+		WorkerName:     r.Required("WORKER_NAME", "the pod's name (the controllers set it from metadata.name)"),
+		Namespace:      r.String("NAMESPACE", ""),
 		LCServer:       r.httpURL("LC_SERVER", "http://127.0.0.1:9100"),
-		ModelURL:       r.str("MODEL_URL", ""),
-		DataPathPrefix: r.str("DATA_PATH_PREFIX", "/home/data"),
+		ModelURL:       r.String("MODEL_URL", ""),
+		DataPathPrefix: r.String("DATA_PATH_PREFIX", "/home/data"),
 	}
 }
 
@@ -154,22 +223,22 @@ type JointInferenceEdge struct {
 // LoadJointInferenceEdge reads an edge worker's environment. The HEM
 // algorithm and its parameters are checked.
 func LoadJointInferenceEdge(get Lookup) (JointInferenceEdge, error) {
-	r := &reader{get: get}
+	r := NewReader(get)
 	e := JointInferenceEdge{
 		Common:        r.common(),
-		ServiceName:   r.required("SERVICE_NAME", "the JointInferenceService's name"),
-		CloudHost:     r.host("BIG_MODEL_IP", "", true),
+		ServiceName:   r.Required("SERVICE_NAME", "the JointInferenceService's name"),
+		CloudHost:     r.Host("BIG_MODEL_IP", "", true),
 		CloudPort:     r.port("BIG_MODEL_PORT", 5000),
-		HEMName:       r.str("HEM_NAME", ""),
+		HEMName:       r.String("HEM_NAME", ""),
 		HEMParameters: r.params("HEM_PARAMETERS"),
-		ReportPeriod:  time.Duration(r.intIn("LC_PERIOD", 30, 1, 86400)) * time.Second,
+		ReportPeriod:  time.Duration(r.Int("LC_PERIOD", 30, 1, 86400)) * time.Second,
 	}
 	if e.HEMName != "" && len(r.errs) == 0 {
 		if _, err := e.Filter(hem.Options{}); err != nil {
-			r.fail("HEM_NAME", e.HEMName, fmt.Sprintf("a valid algorithm and HEM_PARAMETERS (%v)", err))
+			r.Fail("HEM_NAME", e.HEMName, fmt.Sprintf("a valid algorithm and HEM_PARAMETERS (%v)", err))
 		}
 	}
-	return e, r.err()
+	return e, r.Err()
 }
 
 // CloudURL is the cloud worker's endpoint for the joint-inference client:
@@ -197,14 +266,14 @@ type JointInferenceCloud struct {
 
 // LoadJointInferenceCloud reads a cloud worker's environment.
 func LoadJointInferenceCloud(get Lookup) (JointInferenceCloud, error) {
-	r := &reader{get: get}
+	r := NewReader(get)
 	c := JointInferenceCloud{
 		Common:      r.common(),
-		ServiceName: r.required("SERVICE_NAME", "the JointInferenceService's name"),
-		BindIP:      r.host("BIG_MODEL_BIND_IP", "0.0.0.0", false),
+		ServiceName: r.Required("SERVICE_NAME", "the JointInferenceService's name"),
+		BindIP:      r.Host("BIG_MODEL_BIND_IP", "0.0.0.0", false),
 		BindPort:    r.port("BIG_MODEL_BIND_PORT", 5000),
 	}
-	return c, r.err()
+	return c, r.Err()
 }
 
 // Addr is the address to listen on.
@@ -232,33 +301,33 @@ type FederatedTrainer struct {
 
 // LoadFederatedTrainer reads a training worker's environment.
 func LoadFederatedTrainer(get Lookup) (FederatedTrainer, error) {
-	r := &reader{get: get}
+	r := NewReader(get)
 	t := FederatedTrainer{
 		Common:                r.common(),
-		JobName:               r.required("JOB_NAME", "the FederatedLearningJob's name"),
-		AggregatorHost:        r.host("AGG_IP", "", true),
+		JobName:               r.Required("JOB_NAME", "the FederatedLearningJob's name"),
+		AggregatorHost:        r.Host("AGG_IP", "", true),
 		AggregatorPort:        r.port("AGG_PORT", 7363),
-		Protocol:              r.str("AGG_PROTOCOL", "ws"),
-		TrainDatasetURL:       r.required("TRAIN_DATASET_URL", "the training dataset's index or directory"),
-		DatasetName:           r.str("DATASET_NAME", ""),
-		ModelName:             r.str("MODEL_NAME", ""),
-		PretrainedModelURL:    r.str("PRETRAINED_MODEL_URL", ""),
-		Participants:          r.intIn("PARTICIPANTS_COUNT", 0, 1, 1000000),
-		Aggregation:           r.str("AGGREGATION_ALGORITHM", federated.NameFedAvg),
+		Protocol:              r.String("AGG_PROTOCOL", "ws"),
+		TrainDatasetURL:       r.Required("TRAIN_DATASET_URL", "the training dataset's index or directory"),
+		DatasetName:           r.String("DATASET_NAME", ""),
+		ModelName:             r.String("MODEL_NAME", ""),
+		PretrainedModelURL:    r.String("PRETRAINED_MODEL_URL", ""),
+		Participants:          r.Int("PARTICIPANTS_COUNT", 0, 1, 1000000),
+		Aggregation:           r.String("AGGREGATION_ALGORITHM", federated.NameFedAvg),
 		AggregationParameters: r.params("AGGREGATION_PARAMETERS"),
 	}
 	r.transmitter()
 	if t.Protocol != "ws" && t.Protocol != "wss" {
-		r.fail("AGG_PROTOCOL", t.Protocol, "ws or wss")
+		r.Fail("AGG_PROTOCOL", t.Protocol, "ws or wss")
 	}
 	if len(r.errs) == 0 {
 		mu, err := federated.ProximalMu(t.Aggregation, t.AggregationParameters)
 		if err != nil {
-			r.fail("AGGREGATION_ALGORITHM", t.Aggregation, fmt.Sprintf("a valid algorithm and AGGREGATION_PARAMETERS (%v)", err))
+			r.Fail("AGGREGATION_ALGORITHM", t.Aggregation, fmt.Sprintf("a valid algorithm and AGGREGATION_PARAMETERS (%v)", err))
 		}
 		t.ProximalMu = mu
 	}
-	return t, r.err()
+	return t, r.Err()
 }
 
 // AggregatorURL is the aggregator's WebSocket address,
@@ -285,54 +354,54 @@ type FederatedAggregator struct {
 
 // LoadFederatedAggregator reads the aggregation worker's environment.
 func LoadFederatedAggregator(get Lookup) (FederatedAggregator, error) {
-	r := &reader{get: get}
+	r := NewReader(get)
 	a := FederatedAggregator{
 		Common:                r.common(),
-		JobName:               r.required("JOB_NAME", "the FederatedLearningJob's name"),
-		BindIP:                r.host("AGG_BIND_IP", "0.0.0.0", false),
+		JobName:               r.Required("JOB_NAME", "the FederatedLearningJob's name"),
+		BindIP:                r.Host("AGG_BIND_IP", "0.0.0.0", false),
 		BindPort:              r.port("AGG_BIND_PORT", 7363),
-		Participants:          r.intIn("PARTICIPANTS_COUNT", 1, 1, 1000000),
-		Aggregation:           r.str("AGGREGATION_ALGORITHM", federated.NameFedAvg),
+		Participants:          r.Int("PARTICIPANTS_COUNT", 1, 1, 1000000),
+		Aggregation:           r.String("AGGREGATION_ALGORITHM", federated.NameFedAvg),
 		AggregationParameters: r.params("AGGREGATION_PARAMETERS"),
-		PretrainedModelURL:    r.str("PRETRAINED_MODEL_URL", ""),
+		PretrainedModelURL:    r.String("PRETRAINED_MODEL_URL", ""),
 		RoundTimeout:          time.Minute,
 	}
-	a.MinClients = r.intIn("MIN_CLIENTS_PER_ROUND", a.Participants, 1, a.Participants)
-	if s := r.str("ROUND_TIMEOUT", ""); s != "" {
+	a.MinClients = r.Int("MIN_CLIENTS_PER_ROUND", a.Participants, 1, a.Participants)
+	if s := r.String("ROUND_TIMEOUT", ""); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			r.fail("ROUND_TIMEOUT", s, "a positive Go duration such as 90s or 2m")
+			r.Fail("ROUND_TIMEOUT", s, "a positive Go duration such as 90s or 2m")
 		} else {
 			a.RoundTimeout = d
 		}
 	}
 	r.transmitter()
 
-	name, op, value := r.str("STOP_METRIC", ""), r.str("STOP_METRIC_OPERATOR", ""), r.str("STOP_METRIC_VALUE", "")
+	name, op, value := r.String("STOP_METRIC", ""), r.String("STOP_METRIC_OPERATOR", ""), r.String("STOP_METRIC_VALUE", "")
 	if name != "" || op != "" || value != "" {
 		t, err := federated.ParseTargetMetric(name, op, value)
 		if err != nil {
-			r.fail("STOP_METRIC", name, fmt.Sprintf("STOP_METRIC, STOP_METRIC_OPERATOR (>=, >, <=, <) and STOP_METRIC_VALUE set together (%v)", err))
+			r.Fail("STOP_METRIC", name, fmt.Sprintf("STOP_METRIC, STOP_METRIC_OPERATOR (>=, >, <=, <) and STOP_METRIC_VALUE set together (%v)", err))
 		} else {
 			a.Stop.Target = t
 		}
 	}
 	switch {
-	case r.str("STOP_ROUNDS", "") != "":
-		a.Stop.Rounds = r.intIn("STOP_ROUNDS", 0, 1, 1000000)
-	case r.str("EXIT_ROUND", "") != "":
-		a.Stop.Rounds = r.intIn("EXIT_ROUND", 0, 1, 1000000)
-	case r.str("exit_round", "") != "":
-		a.Stop.Rounds = r.intIn("exit_round", 0, 1, 1000000)
+	case r.String("STOP_ROUNDS", "") != "":
+		a.Stop.Rounds = r.Int("STOP_ROUNDS", 0, 1, 1000000)
+	case r.String("EXIT_ROUND", "") != "":
+		a.Stop.Rounds = r.Int("EXIT_ROUND", 0, 1, 1000000)
+	case r.String("exit_round", "") != "":
+		a.Stop.Rounds = r.Int("exit_round", 0, 1, 1000000)
 	case a.Stop.Target == nil:
 		a.Stop.Rounds = 3
 	}
 	if len(r.errs) == 0 {
 		if _, err := federated.NewAlgorithm(a.Aggregation, a.AggregationParameters); err != nil {
-			r.fail("AGGREGATION_ALGORITHM", a.Aggregation, fmt.Sprintf("a valid algorithm and AGGREGATION_PARAMETERS (%v)", err))
+			r.Fail("AGGREGATION_ALGORITHM", a.Aggregation, fmt.Sprintf("a valid algorithm and AGGREGATION_PARAMETERS (%v)", err))
 		}
 	}
-	return a, r.err()
+	return a, r.Err()
 }
 
 // Addr is the address to listen on.
