@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
+	"github.com/verge-edge/verge/internal/edge/cloudconn"
 	"github.com/verge-edge/verge/internal/edge/config"
 	"github.com/verge-edge/verge/internal/edge/hubclient"
 	"github.com/verge-edge/verge/internal/edge/kubeletapi"
@@ -40,6 +42,7 @@ type Agent struct {
 	reg     *prometheus.Registry
 	store   *store.Store
 	creds   *credentials
+	cloud   *grpc.ClientConn
 	link    *hubclient.Client
 	runtime *podruntime.Runtime
 	nodes   *nodeReporter
@@ -52,7 +55,7 @@ type Agent struct {
 // New opens the store and builds the parts. It fails with a message saying
 // what to do when the store is damaged or locked by another verge-edge; it
 // does not need the cloud or the container runtime to be reachable.
-func New(cfg config.Edge, logger *slog.Logger) (*Agent, error) {
+func New(cfg config.Edge, logger *slog.Logger) (_ *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -75,6 +78,11 @@ func New(cfg config.Edge, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: logger, reg: reg, store: st}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
 	nodeIP := cfg.Runtime.NodeIP
 	if nodeIP == "" {
 		nodeIP = detectNodeIP(cfg.Cloud.Address)
@@ -91,7 +99,6 @@ func New(cfg config.Edge, logger *slog.Logger) (*Agent, error) {
 		Metrics:         reg,
 	}, desiredState{store: st, now: time.Now}, rep, logger)
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
 	a.nodes = newNodeReporter(nodeReporter{
@@ -101,9 +108,13 @@ func New(cfg config.Edge, logger *slog.Logger) (*Agent, error) {
 		period: nodeStatusPeriod, refresh: nodeStatusRefresh, now: time.Now, log: logger,
 	})
 	a.creds = &credentials{dir: cfg.PKIDir(), address: cfg.Cloud.Address, node: cfg.NodeName, log: logger, now: time.Now}
+	// One connection to the cloud carries the sync stream and the tunnels.
+	a.cloud, err = cloudconn.Dial(cfg.Cloud.Address, a.creds.TLS)
+	if err != nil {
+		return nil, err
+	}
 	a.link = hubclient.New(hubclient.Config{
-		Address:      cfg.Cloud.Address,
-		Credentials:  a.creds.TLS,
+		Conn:         a.cloud,
 		Store:        linkStore{st},
 		AgentVersion: version.Version,
 		Labels:       cfg.Labels,
@@ -118,15 +129,13 @@ func New(cfg config.Edge, logger *slog.Logger) (*Agent, error) {
 	// the tunnel and are served here from CRI.
 	a.kubelet, err = kubeletapi.New(kubeletapi.Config{Containers: a.runtime, CRIEndpoint: cfg.Runtime.CRIEndpoint, Logger: logger})
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
 	a.tunnel = tunnel.NewClient(tunnel.ClientConfig{
-		Address:     cfg.Cloud.Address,
-		Credentials: a.creds.TLS,
-		Handler:     a.kubelet,
-		Logger:      logger,
-		Registry:    reg,
+		Conn:     a.cloud,
+		Handler:  a.kubelet,
+		Logger:   logger,
+		Registry: reg,
 	})
 	a.ops = opsserver.New(opsserver.Options{Address: cfg.OpsAddress, EnablePprof: cfg.EnablePprof, Gatherer: reg, Logger: logger})
 	a.ops.AddHealthCheck("store", func(ctx context.Context) error {
@@ -134,7 +143,6 @@ func New(cfg config.Edge, logger *slog.Logger) (*Agent, error) {
 		return err
 	})
 	if a.devices, err = newDeviceParts(cfg, st, logger, reg, func() { a.link.Kick() }); err != nil {
-		_ = st.Close()
 		return nil, err
 	}
 	return a, nil
@@ -163,14 +171,7 @@ func podInput(key string) bool {
 // Start runs the agent until ctx ends or a part fails, then closes the
 // store. Pods keep running after it returns.
 func (a *Agent) Start(ctx context.Context) error {
-	defer func() {
-		if err := a.kubelet.Close(); err != nil {
-			a.log.Warn("closing the CRI connection of the kubelet API failed", "error", err)
-		}
-		if err := a.store.Close(); err != nil {
-			a.log.Error("closing the store failed", "error", err)
-		}
-	}()
+	defer a.close()
 	a.log.Info("verge-edge starting", "version", version.Version, "node", a.cfg.NodeName, "cloud", a.cfg.Cloud.Address,
 		"dataDir", a.cfg.DataDir, "cri", a.cfg.Runtime.CRIEndpoint, "ops", a.cfg.OpsAddress)
 	a.creds.renewed = func() { a.log.Info("node certificate renewed; the next connection uses it") }
@@ -188,6 +189,22 @@ func (a *Agent) Start(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// close releases what New opened: the cloud connection, the kubelet API's
+// CRI connection and the store.
+func (a *Agent) close() {
+	if a.cloud != nil {
+		_ = a.cloud.Close()
+	}
+	if a.kubelet != nil {
+		if err := a.kubelet.Close(); err != nil {
+			a.log.Warn("closing the CRI connection of the kubelet API failed", "error", err)
+		}
+	}
+	if err := a.store.Close(); err != nil {
+		a.log.Error("closing the store failed", "error", err)
+	}
 }
 
 // detectNodeIP returns the local address this host uses to reach the

@@ -18,10 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/verge-edge/verge/internal/edge/cloudconn"
 	"github.com/verge-edge/verge/internal/protocol/downsync"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/upsync"
@@ -70,7 +69,11 @@ type Config struct {
 	// Credentials returns the current TLS configuration (it changes when
 	// the node certificate rotates; each connection asks again).
 	Credentials func() (*tls.Config, error)
-	Store       Store
+	// Conn, if set, is the node's connection to the hub, shared with the
+	// tunnel client (cloudconn.Dial); Address and Credentials are then
+	// unused. Otherwise Start dials its own.
+	Conn  *grpc.ClientConn
+	Store Store
 	// AgentVersion is sent in Hello.
 	AgentVersion string
 	// Labels are the node's join labels, sent in Hello.
@@ -92,6 +95,7 @@ type Config struct {
 // Client maintains the link.
 type Client struct {
 	cfg     Config
+	conn    *grpc.ClientConn // set by Start
 	metrics *metrics
 	kick    chan struct{}
 
@@ -147,6 +151,15 @@ func (c *Client) Synced() bool {
 
 // Start connects and stays connected until ctx ends.
 func (c *Client) Start(ctx context.Context) error {
+	conn := c.cfg.Conn
+	if conn == nil {
+		var err error
+		if conn, err = cloudconn.Dial(c.cfg.Address, c.cfg.Credentials); err != nil {
+			return err
+		}
+		defer func() { _ = conn.Close() }()
+	}
+	c.conn = conn
 	reconnect.Run(ctx, reconnect.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}, func(ctx context.Context) error {
 		err := c.session(ctx)
 		c.setConnected(false, false)
@@ -174,22 +187,9 @@ var errSilent = errors.New("no heartbeat from the cloud")
 
 // session runs one connection until it fails.
 func (c *Client) session(ctx context.Context) error {
-	tlsConfig, err := c.cfg.Credentials()
-	if err != nil {
-		return fmt.Errorf("node credentials: %w", err)
-	}
-	conn, err := grpc.NewClient(c.cfg.Address,
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
-	)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close() }()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stream, err := syncpb.NewHubClient(conn).Sync(ctx)
+	stream, err := syncpb.NewHubClient(c.conn).Sync(ctx)
 	if err != nil {
 		return err
 	}

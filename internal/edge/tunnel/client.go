@@ -5,9 +5,10 @@
 // kubelet-compatible endpoints of package kubeletapi — as if they had been
 // accepted from a socket. The node listens on no port.
 //
-// The Control stream reconnects with jittered exponential back-off. Each
-// session uses a fresh gRPC connection (credentials are asked again, so a
-// rotated certificate is picked up); connections of a lost session fail.
+// The Control stream reconnects with jittered exponential back-off over the
+// node's one connection to the hub, shared with the sync stream (package
+// cloudconn reads the credentials at every handshake, so a rotated
+// certificate is picked up); connections of a lost session fail.
 // At most ClientConfig.MaxTunnels connections are served at once; the cloud
 // is told why further ones are refused.
 package tunnel
@@ -25,9 +26,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
+	"github.com/verge-edge/verge/internal/edge/cloudconn"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/tunnelconn"
 	"github.com/verge-edge/verge/internal/reconnect"
@@ -43,6 +43,10 @@ type ClientConfig struct {
 	// Credentials returns the node's current TLS configuration, as for
 	// the hub client (asked again on every reconnect).
 	Credentials func() (*tls.Config, error)
+	// Conn, if set, is the node's connection to the hub shared with the
+	// hub client (cloudconn.Dial); Address and Credentials are then
+	// unused. Otherwise Start dials its own.
+	Conn *grpc.ClientConn
 	// Handler serves the tunnelled connections (kubeletapi.New).
 	Handler http.Handler
 	// MaxTunnels bounds connections served at once (default 32).
@@ -102,8 +106,16 @@ func (c *Client) setConnected(v bool) {
 
 // Start serves tunnels until ctx ends.
 func (c *Client) Start(ctx context.Context) error {
-	if c.cfg.Handler == nil || c.cfg.Credentials == nil || c.cfg.Address == "" {
-		return errors.New("tunnel client: Address, Credentials and Handler are required")
+	if c.cfg.Handler == nil {
+		return errors.New("tunnel client: a Handler is required")
+	}
+	conn := c.cfg.Conn
+	if conn == nil {
+		var err error
+		if conn, err = cloudconn.Dial(c.cfg.Address, c.cfg.Credentials); err != nil {
+			return fmt.Errorf("tunnel client: %w", err)
+		}
+		defer func() { _ = conn.Close() }()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -122,7 +134,7 @@ func (c *Client) Start(ctx context.Context) error {
 	}()
 
 	reconnect.Run(ctx, reconnect.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}, func(ctx context.Context) error {
-		err := c.session(ctx)
+		err := c.session(ctx, conn)
 		c.setConnected(false)
 		return err
 	}, func(err error, retryIn time.Duration) {
@@ -133,19 +145,7 @@ func (c *Client) Start(ctx context.Context) error {
 }
 
 // session runs one control stream until it fails.
-func (c *Client) session(ctx context.Context) error {
-	tlsConfig, err := c.cfg.Credentials()
-	if err != nil {
-		return fmt.Errorf("node credentials: %w", err)
-	}
-	conn, err := grpc.NewClient(c.cfg.Address,
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-	)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close() }()
+func (c *Client) session(ctx context.Context, conn *grpc.ClientConn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	client := syncpb.NewTunnelClient(conn)
