@@ -51,12 +51,8 @@ type CloudWorker struct {
 // NewCloudWorker serves m (nil: load Env.ModelURL).
 func NewCloudWorker(cfg CloudConfig, m *model.Model, log *slog.Logger) (*CloudWorker, error) {
 	log = orDiscard(log)
-	if m == nil {
-		var err error
-		if m, err = LoadClassifier("MODEL_URL", cfg.Env.ModelURL); err != nil {
-			return nil, err
-		}
-	} else if err := checkArch(m.Arch()); err != nil {
+	m, err := givenOrLoaded(m, cfg.Env.ModelURL)
+	if err != nil {
 		return nil, err
 	}
 	w := &CloudWorker{cfg: cfg, model: m, reg: prometheus.NewRegistry(), log: log}

@@ -115,13 +115,8 @@ type EdgeOptions struct {
 // NewEdgeWorker loads the model and builds the joint-inference client.
 func NewEdgeWorker(cfg EdgeConfig, opts EdgeOptions) (*EdgeWorker, error) {
 	log := orDiscard(opts.Logger)
-	m := opts.Model
-	if m == nil {
-		var err error
-		if m, err = LoadClassifier("MODEL_URL", cfg.Env.ModelURL); err != nil {
-			return nil, err
-		}
-	} else if err := checkArch(m.Arch()); err != nil {
+	m, err := givenOrLoaded(opts.Model, cfg.Env.ModelURL)
+	if err != nil {
 		return nil, err
 	}
 	filter, err := cfg.Env.Filter(hem.Options{})

@@ -108,6 +108,15 @@ func LoadClassifier(variable, url string) (*model.Model, error) {
 	return m, nil
 }
 
+// givenOrLoaded returns m when a model is given (checking its shape), or
+// the model MODEL_URL (url) names.
+func givenOrLoaded(m *model.Model, url string) (*model.Model, error) {
+	if m == nil {
+		return LoadClassifier("MODEL_URL", url)
+	}
+	return m, checkArch(m.Arch())
+}
+
 // ErrWrongShape: the model does not take 28×28 images or answer 10
 // classes.
 var ErrWrongShape = errors.New("not a Fashion-MNIST classifier")

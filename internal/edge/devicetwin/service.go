@@ -181,12 +181,7 @@ func (s *Service) Start(ctx context.Context) error {
 // load reads devices, models, twins and mappers from the store and
 // returns the revision to follow changes from.
 func (s *Service) load(ctx context.Context) (int64, error) {
-	rev := s.store.Revision()
-	models, err := s.store.List(ctx, objkey.DeviceModels+"/")
-	if err != nil {
-		return 0, err
-	}
-	devs, err := s.store.List(ctx, objkey.Devices+"/")
+	rev, models, devs, err := s.listStored(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -282,14 +277,22 @@ func (s *Service) follow(ctx context.Context, rev int64) error {
 	}
 }
 
+// listStored reads the stored models and devices, and the revision to
+// follow changes from.
+func (s *Service) listStored(ctx context.Context) (rev int64, models, devs []store.Object, err error) {
+	rev = s.store.Revision()
+	if models, err = s.store.List(ctx, objkey.DeviceModels+"/"); err != nil {
+		return 0, nil, nil, err
+	}
+	if devs, err = s.store.List(ctx, objkey.Devices+"/"); err != nil {
+		return 0, nil, nil, err
+	}
+	return rev, models, devs, nil
+}
+
 // reload re-reads devices and models after the change log was compacted.
 func (s *Service) reload(ctx context.Context) (int64, error) {
-	rev := s.store.Revision()
-	models, err := s.store.List(ctx, objkey.DeviceModels+"/")
-	if err != nil {
-		return 0, err
-	}
-	devs, err := s.store.List(ctx, objkey.Devices+"/")
+	rev, models, devs, err := s.listStored(ctx)
 	if err != nil {
 		return 0, err
 	}
