@@ -6,6 +6,8 @@ SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --match 'v*' 2>/dev/null || echo v0.0.0-dev)
 LDFLAGS := -s -w -X github.com/verge-edge/verge/internal/version.Version=$(VERSION)
+# Same list as internal/version.BuildTags (why there).
+GOTAGS := grpcnotrace
 
 # Pinned tools, run from the Go module proxy (no global installs).
 CONTROLLER_GEN_VERSION := v0.23.0
@@ -23,7 +25,7 @@ help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build verge, verge-cloud, verge-edge and the other programs into bin/ (static)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -tags '$(GOTAGS)' -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
 controlplane: ## build (once per pin) the upstream Kubernetes binaries the tests and `verge up` run
 	$(GO) run ./cmd/verge controlplane build
@@ -58,7 +60,7 @@ release: ## cross-compile static verge-edge binaries into dist/
 	@for p in $(EDGE_PLATFORMS); do \
 		os=$${p%%/*}; rest=$${p#*/}; arch=$${rest%%/*}; variant=$${rest#$$arch}; variant=$${variant#/}; \
 		out=dist/verge-edge-$$os-$$arch$${variant}; echo "building $$out"; \
-		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$${variant#v} $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/verge-edge; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$${variant#v} $(GO) build -tags '$(GOTAGS)' -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/verge-edge; \
 	done
 
 clean: ## remove build outputs (not the control-plane cache or .verge)

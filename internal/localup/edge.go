@@ -116,7 +116,8 @@ func startEdge(ctx context.Context, o Options, dir string, kube kubernetes.Inter
 	for _, n := range site.nodes {
 		if err := waitNodeReady(wctx, kube, n.name); err != nil {
 			site.stop(context.Background())
-			return nil, fmt.Errorf("edge node %s did not become Ready: %w (logs: %s)", n.name, err, filepath.Join(dir, "logs", "verge-edge-"+n.name+".log"))
+			logPath := filepath.Join(dir, "logs", "verge-edge-"+n.name+".log")
+			return nil, fmt.Errorf("edge node %s did not become Ready: %w\n--- last lines of %s ---\n%s--- full log: %s", n.name, err, logPath, logtail.Lines(logPath, 20), logPath)
 		}
 	}
 	return site, nil

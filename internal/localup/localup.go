@@ -39,6 +39,7 @@ import (
 	"github.com/verge-edge/verge/internal/k8sbin"
 	"github.com/verge-edge/verge/internal/loopback"
 	"github.com/verge-edge/verge/internal/supervisor"
+	"github.com/verge-edge/verge/internal/version"
 )
 
 // Options configure `verge up`.
@@ -418,7 +419,7 @@ func vergeBinary(ctx context.Context, o Options, exe, repo, dir, given, name str
 	// Running from a checkout without `make build`: build it.
 	p = filepath.Join(dir, "bin", name)
 	fmt.Fprintf(o.Out, "building %s into %s\n", name, p)
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", p, "./cmd/"+name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", version.BuildTags, "-trimpath", "-o", p, "./cmd/"+name)
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -54,7 +54,7 @@ func BenchmarkEdgeNode(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && (f[0] == "VmRSS:" || f[0] == "RssAnon:") {
+		if f := strings.Fields(line); len(f) == 3 && (f[0] == "VmRSS:" || f[0] == "RssAnon:" || f[0] == "RssFile:") {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			b.ReportMetric(kb/1024, strings.ToLower(strings.TrimSuffix(f[0], ":"))+"-MiB")
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/verge-edge/verge/internal/k8sbin"
 	"github.com/verge-edge/verge/internal/loopback"
 	"github.com/verge-edge/verge/internal/testenv"
+	"github.com/verge-edge/verge/internal/version"
 )
 
 // bin holds the binaries built for this test run.
@@ -44,7 +45,7 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", dir+"/", "./cmd/verge", "./cmd/verge-cloud", "./cmd/verge-edge", "./cmd/verge-pause", "./cmd/verge-devsim", "./cmd/verge-mapper-modbus")
+	cmd := exec.Command("go", "build", "-tags", version.BuildTags, "-trimpath", "-ldflags=-s -w", "-o", dir+"/", "./cmd/verge", "./cmd/verge-cloud", "./cmd/verge-edge", "./cmd/verge-pause", "./cmd/verge-devsim", "./cmd/verge-mapper-modbus")
 	cmd.Dir = filepath.Join("..", "..")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as released: static
 	if out, err := cmd.CombinedOutput(); err != nil {

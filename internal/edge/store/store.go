@@ -45,8 +45,11 @@ var (
 
 // Defaults for Options.
 const (
-	DefaultBusyTimeout     = 10 * time.Second
-	DefaultReaders         = 4
+	DefaultBusyTimeout = 10 * time.Second
+	// Each SQLite connection holds its own page cache, lookaside and
+	// prepared statements (about half a MiB once warm); the edge's reads are
+	// short indexed lookups, so two connections rarely make one wait.
+	DefaultReaders         = 2
 	DefaultChangeRetention = 10000
 	DefaultOutboxLimit     = 100000
 )
