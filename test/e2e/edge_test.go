@@ -421,10 +421,17 @@ func TestJoinRefusalsWriteNothing(t *testing.T) {
 	}
 	wrongSecret := good[:14] + "zzzzzzzzzzzzzzzz" + good[30:]
 	otherCA := good[:len(good)-64] + strings.Repeat("0", 64)
+	out, err = exec.Command(verge, "token", "create", "--data-dir", c.dataDir, "--ttl", "1s").Output()
+	if err != nil {
+		t.Fatalf("verge token create --ttl 1s: %v", err)
+	}
+	expired := tokenRE.FindString(string(out))
+	time.Sleep(2 * time.Second)
 	for _, tc := range []struct{ name, token, want string }{
 		{"wrong secret", wrongSecret, "wrong secret"},
 		{"CA hash mismatch", otherCA, "does not match"},
 		{"malformed", "not-a-token", "token"},
+		{"expired", expired, "expired"},
 	} {
 		dir := filepath.Join(t.TempDir(), "node")
 		out, err := exec.Command(verge, "join", "--cloud", hub, "--token", tc.token, "--node-name", "edge-x", "--data-dir", dir, "--edge-binary", "/bin/true").CombinedOutput()
