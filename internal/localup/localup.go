@@ -214,7 +214,10 @@ func Up(ctx context.Context, o Options) (err error) {
 		Name: "verge-cloud",
 		Path: verge.cloud,
 		Args: []string{"--kubeconfig=" + cloudKubeconfig, "--ops-address=" + opsAddr, "--hub-listen=" + hubAddr,
-			"--tunnel-listen=" + net.JoinHostPort("", strconv.Itoa(o.TunnelPort))},
+			"--tunnel-listen=" + net.JoinHostPort("", strconv.Itoa(o.TunnelPort)),
+			// A second replica started against this cluster can then relay
+			// logs/exec to nodes connected here (docs/logs-exec.md).
+			"--tunnel-peer-address=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(o.HubPort))},
 		LogPath:     filepath.Join(dir, "logs", "verge-cloud.log"),
 		StopTimeout: 30 * time.Second,
 	})

@@ -108,6 +108,39 @@ func NodeName(cert *x509.Certificate) (string, error) {
 	return name, nil
 }
 
+// Cloud peers: verge-cloud replicas relaying tunnels to one another. Sign
+// (the only way a node gets a certificate) always writes the node subject,
+// so no node can hold a certificate in peersGroup.
+const (
+	peerPrefix = "verge:cloud-peer:"
+	peersGroup = "verge:cloud-peers"
+)
+
+// PeerTLS returns a verge-cloud replica's TLS configuration for calling
+// another replica's hub: a fresh client certificate from ca naming the
+// replica as a cloud peer, and the CA to verify the other hub.
+func PeerTLS(ca *pki.CA, replica string, validity time.Duration) (*tls.Config, error) {
+	kp, err := ca.Issue(pki.Request{CommonName: peerPrefix + replica, Organization: []string{peersGroup}, Usage: pki.ClientAuth, Validity: validity})
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return ClientTLS(ca.CertPEM, cert)
+}
+
+// PeerName returns the replica a verified cloud peer certificate names, or
+// an error for any other certificate (a node's included).
+func PeerName(cert *x509.Certificate) (string, error) {
+	name, ok := strings.CutPrefix(cert.Subject.CommonName, peerPrefix)
+	if !ok || name == "" || !slices.Contains(cert.Subject.Organization, peersGroup) || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return "", fmt.Errorf("certificate %q is not a verge-cloud peer certificate", cert.Subject.CommonName)
+	}
+	return name, nil
+}
+
 // ServerTLS returns the hub's TLS configuration: a fresh serving certificate
 // from ca (for HubServerName plus extra names/IPs), presented with the CA so
 // joining nodes can pin it; client certificates verified if given (Join

@@ -62,7 +62,7 @@ func BenchmarkEdgeNode(b *testing.B) {
 	c.up.interrupt(b)
 }
 
-func pushTestApp(b *testing.B, c *edgeCluster) string {
+func pushTestApp(b testing.TB, c *edgeCluster) string {
 	b.Helper()
 	work := b.TempDir()
 	app := filepath.Join(work, "app")

@@ -5,11 +5,13 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -165,8 +167,25 @@ func (a *App) Run(ctx context.Context) error {
 	lifecycle := nodes.NewManager(kube, nodeLister, recorder, a.logger)
 	hubReady := make(chan *hub.Server, 1)
 	var tunnels *tunnel.Service
+	var peerCA atomic.Pointer[pki.CA] // set once the Verge CA is loaded
 	if a.cfg.Tunnel.Listen != "" {
-		tunnels = tunnel.New(tunnel.Config{MaxTunnelsPerNode: a.cfg.Tunnel.MaxPerNode, Logger: a.logger, Registry: a.reg})
+		tcfg := tunnel.Config{MaxTunnelsPerNode: a.cfg.Tunnel.MaxPerNode, Logger: a.logger, Registry: a.reg}
+		if a.cfg.Tunnel.PeerAddress != "" {
+			tcfg.Relay = tunnel.RelayConfig{
+				Address:   a.cfg.Tunnel.PeerAddress,
+				Directory: &tunnel.NodeDirectory{Kube: kube, Nodes: nodeLister, Address: a.cfg.Tunnel.PeerAddress},
+				Credentials: func() (*tls.Config, error) {
+					ca := peerCA.Load()
+					if ca == nil {
+						return nil, errors.New("the Verge CA is not loaded yet")
+					}
+					replica, _ := os.Hostname()
+					return nodecert.PeerTLS(ca, replica, 365*24*time.Hour)
+				},
+			}
+		}
+		tunnels = tunnel.New(tcfg)
+		defer tunnels.Close()
 	}
 	proxyReady := make(chan *tunnel.Proxy, 1)
 
@@ -243,6 +262,7 @@ func (a *App) Run(ctx context.Context) error {
 		if err != nil || gctx.Err() != nil {
 			return err
 		}
+		peerCA.Store(ca)
 		var services []func(*grpc.Server)
 		if tunnels != nil {
 			proxy, err := a.tunnelProxy(ca, kube, watcher, tunnels)

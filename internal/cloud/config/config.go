@@ -83,6 +83,11 @@ type Tunnel struct {
 	Listen string `json:"listen"`
 	// MaxPerNode bounds the tunnels, pending and open, to one node.
 	MaxPerNode int `json:"maxPerNode"`
+	// PeerAddress is this replica's hub address (host:port) as the other
+	// verge-cloud replicas reach it, typically the pod IP and the hub's
+	// port. Set on every replica, it lets a request for a node connected
+	// to another replica be relayed there; empty: no relaying.
+	PeerAddress string `json:"peerAddress,omitempty"`
 }
 
 // Port returns the port of Listen (0 when tunnels are off).
@@ -152,6 +157,11 @@ func (c Cloud) Validate() error {
 	if c.Tunnel.Listen != "" && c.Tunnel.Port() == 0 {
 		errs = append(errs, fmt.Errorf("tunnel.listen %q must be host:port with a fixed port (it is published as the edge nodes' kubelet port), or empty to turn tunnels off", c.Tunnel.Listen))
 	}
+	if c.Tunnel.PeerAddress != "" {
+		if host, port, err := net.SplitHostPort(c.Tunnel.PeerAddress); err != nil || host == "" || port == "" {
+			errs = append(errs, fmt.Errorf("tunnel.peerAddress %q must be host:port of this replica's hub as the other replicas reach it (e.g. $(POD_IP):10000)", c.Tunnel.PeerAddress))
+		}
+	}
 	if c.Tunnel.MaxPerNode < 1 {
 		errs = append(errs, fmt.Errorf("tunnel.maxPerNode %d must be at least 1", c.Tunnel.MaxPerNode))
 	}
@@ -193,6 +203,7 @@ func BindFlags(fs *pflag.FlagSet, c *Cloud) {
 	fs.DurationVar(&c.Hub.NodeCertValidity.Duration, "node-cert-validity", c.Hub.NodeCertValidity.Duration, "lifetime of node certificates")
 	fs.DurationVar(&c.Hub.Heartbeat.Duration, "heartbeat", c.Hub.Heartbeat.Duration, "heartbeat interval between nodes and the cloud")
 	fs.StringVar(&c.Tunnel.Listen, "tunnel-listen", c.Tunnel.Listen, "HTTPS address the API server calls for edge nodes' logs/exec/port-forward (its port becomes the nodes' kubelet port; empty: off)")
+	fs.StringVar(&c.Tunnel.PeerAddress, "tunnel-peer-address", c.Tunnel.PeerAddress, "this replica's hub address as other verge-cloud replicas reach it; set on every replica to relay logs/exec between them")
 	fs.IntVar(&c.Tunnel.MaxPerNode, "tunnel-max-per-node", c.Tunnel.MaxPerNode, "most tunnels (logs, exec, port-forward) open to one edge node")
 	fs.DurationVar(&c.ShutdownTimeout.Duration, "shutdown-timeout", c.ShutdownTimeout.Duration, "how long a graceful shutdown may take")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "debug, info, warn or error")

@@ -12,6 +12,7 @@ package hub
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -258,17 +259,24 @@ func (s *Server) submitReport(job reportJob) {
 // certificate of a gRPC call on the hub's server — never from anything the
 // node sends. Services registered on the hub (Config.Services) use it too.
 func NodeFromContext(ctx context.Context) (string, error) {
+	return IdentityFromContext(ctx, nodecert.NodeName, "a node certificate is required: join the node first (verge join)")
+}
+
+// IdentityFromContext applies name (nodecert.NodeName, nodecert.PeerName)
+// to the verified client certificate of a gRPC call on the hub's server;
+// missing says what a caller without one lacks.
+func IdentityFromContext(ctx context.Context, name func(*x509.Certificate) (string, error), missing string) (string, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return "", status.Error(codes.Unauthenticated, "no peer information")
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.PeerCertificates) == 0 {
-		return "", status.Error(codes.Unauthenticated, "a node certificate is required: join the node first (verge join)")
+		return "", status.Error(codes.Unauthenticated, missing)
 	}
-	name, err := nodecert.NodeName(info.State.PeerCertificates[0])
+	id, err := name(info.State.PeerCertificates[0])
 	if err != nil {
 		return "", status.Error(codes.PermissionDenied, err.Error())
 	}
-	return name, nil
+	return id, nil
 }

@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer, _ *Service) *metrics {
 		}),
 		dials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "verge_tunnel_dials_total",
-			Help: "Tunnels asked of nodes, by result (ok, not_connected, limit, refused, disconnected, timeout).",
+			Help: "Tunnels asked of nodes, by result (ok, not_connected, limit, refused, disconnected, timeout; relayed and relay_failed for nodes connected to another replica, counted after their not_connected).",
 		}, []string{"result"}),
 	}
 	if reg != nil {

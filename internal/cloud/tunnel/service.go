@@ -19,9 +19,12 @@
 // forwards each request to the node the named pod is bound to — never
 // anywhere else — over a tunnel.
 //
-// Only the replica a node is connected to can reach it. With several
-// verge-cloud replicas, a request that arrives at another replica fails
-// with 502 and a message naming this limit (see docs/logs-exec.md).
+// Only the replica a node is connected to can reach it over its tunnel.
+// With several verge-cloud replicas, each records in a Directory (an
+// annotation on the Node) where a node is connected, and a request that
+// arrives at another replica is relayed there over a Relay stream between
+// the replicas' hubs (relay.go). Without a Directory such a request fails
+// with 502 and a message naming the limit (see docs/logs-exec.md).
 package tunnel
 
 import (
@@ -80,7 +83,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// Replica names this verge-cloud replica in errors (default: the host
 	// name).
-	Replica  string
+	Replica string
+	// Relay, when its Directory is set, lets a request reach a node
+	// connected to another replica.
+	Relay    RelayConfig
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 }
@@ -96,6 +102,9 @@ type Service struct {
 	pending map[uint64]*pendingDial
 	active  map[string]int // per node: pending and open tunnels
 	nextID  uint64
+
+	peersMu sync.Mutex
+	peers   map[string]*grpc.ClientConn // other replicas, by address
 }
 
 // control is one node's Control stream.
@@ -130,7 +139,7 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, nodes: map[string]*control{}, pending: map[uint64]*pendingDial{}, active: map[string]int{}}
+	s := &Service{cfg: cfg, nodes: map[string]*control{}, pending: map[uint64]*pendingDial{}, active: map[string]int{}, peers: map[string]*grpc.ClientConn{}}
 	s.metrics = newMetrics(cfg.Registry, s)
 	return s
 }
@@ -174,6 +183,7 @@ func (s *Service) Control(stream syncpb.Tunnel_ControlServer) error {
 		return err
 	}
 	s.cfg.Logger.Debug("tunnel control stream open", "node", node)
+	go s.announce(ctx, node)
 	go func() {
 		for {
 			msg, err := stream.Recv()
@@ -307,10 +317,11 @@ func (s *Service) DialNode(ctx context.Context, node string) (*tunnelconn.Conn, 
 	return nil, why
 }
 
-// Dial is DialNode for a net.Conn dialer (ProxyConfig.Dial): a failed
-// dial returns a nil net.Conn, not a nil *tunnelconn.Conn in one.
+// Dial opens a connection to node for ProxyConfig.Dial: over its tunnel
+// here, or relayed through the replica it is connected to (Config.Relay).
+// A failed dial returns a nil net.Conn, not a nil *tunnelconn.Conn in one.
 func (s *Service) Dial(ctx context.Context, node string) (net.Conn, error) {
-	conn, err := s.DialNode(ctx, node)
+	conn, err := s.dialAnywhere(ctx, node)
 	if err != nil {
 		return nil, err
 	}
@@ -352,15 +363,8 @@ func (s *Service) Data(stream syncpb.Tunnel_DataServer) error {
 		return status.Errorf(codes.PermissionDenied, "tunnel %d is not for node %s", id, node)
 	}
 	delete(s.pending, id)
-	finished := make(chan struct{})
-	aborted := make(chan struct{})
-	conn := tunnelconn.New(stream, tunnelconn.Config{
-		Finish: sync.OnceFunc(func() { close(finished) }),
-		Abort:  sync.OnceFunc(func() { close(aborted) }),
-		Local:  tunnelconn.Addr("verge-cloud"),
-		Remote: tunnelconn.Addr(fmt.Sprintf("node %s tunnel %d", node, id)),
-	})
-	pd.result <- dialResult{conn: conn}
+	end := newServerEnd(stream, "verge-cloud", fmt.Sprintf("node %s tunnel %d", node, id))
+	pd.result <- dialResult{conn: end.conn}
 	s.metrics.open.Inc()
 	s.mu.Unlock()
 	defer func() {
@@ -370,15 +374,43 @@ func (s *Service) Data(stream syncpb.Tunnel_DataServer) error {
 		s.metrics.open.Dec()
 	}()
 
+	return end.wait(stream.Context())
+}
+
+// serverEnd is the connection carried by a stream this side serves (Data,
+// Relay): the RPC lasts as long as the connection.
+type serverEnd struct {
+	conn              *tunnelconn.Conn
+	finished, aborted chan struct{}
+}
+
+func newServerEnd(stream tunnelconn.Stream, local, remote string) *serverEnd {
+	e := &serverEnd{finished: make(chan struct{}), aborted: make(chan struct{})}
+	e.conn = tunnelconn.New(stream, tunnelconn.Config{
+		Finish: sync.OnceFunc(func() { close(e.finished) }),
+		Abort:  sync.OnceFunc(func() { close(e.aborted) }),
+		Local:  tunnelconn.Addr(local),
+		Remote: tunnelconn.Addr(remote),
+	})
+	return e
+}
+
+// wait returns when the RPC may end: nil once the connection closed or the
+// stream ended, Aborted after a reset, and the RPC's error if it ended
+// first (the connection and also are aborted then).
+func (e *serverEnd) wait(ctx context.Context, also ...*tunnelconn.Conn) error {
 	select {
-	case <-finished:
+	case <-e.finished:
 		return nil
-	case <-conn.Done():
+	case <-e.conn.Done():
 		return nil
-	case <-aborted:
+	case <-e.aborted:
 		return status.Error(codes.Aborted, "connection reset by verge-cloud")
-	case <-stream.Context().Done():
-		conn.Abort()
-		return stream.Context().Err()
+	case <-ctx.Done():
+		e.conn.Abort()
+		for _, c := range also {
+			c.Abort()
+		}
+		return ctx.Err()
 	}
 }

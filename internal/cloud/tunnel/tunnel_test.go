@@ -49,22 +49,38 @@ func startCloud(t *testing.T, cfg tunnel.Config) *cloud {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Replica = "replica-under-test"
+	return startReplica(t, cfg, ca, nil)
+}
+
+// startReplica starts a cloud with ca; with dir set it relays to and for
+// the other replicas started with the same dir.
+func startReplica(t *testing.T, cfg tunnel.Config, ca *pki.CA, dir *sharedDirectory) *cloud {
+	t.Helper()
 	tlsConfig, err := nodecert.ServerTLS(ca, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	cfg.Registry = reg
 	cfg.Logger = testLogger
-	cfg.Replica = "replica-under-test"
+	if dir != nil {
+		addr := l.Addr().String()
+		cfg.Relay = tunnel.RelayConfig{
+			Address:     addr,
+			Directory:   dir.at(addr),
+			Credentials: func() (*tls.Config, error) { return nodecert.PeerTLS(ca, cfg.Replica, time.Hour) },
+		}
+	}
 	svc := tunnel.New(cfg)
+	t.Cleanup(svc.Close)
 	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsConfig)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true})) // as the hub
 	svc.Register(g)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	go func() { _ = g.Serve(l) }()
 	t.Cleanup(g.Stop)
 	return &cloud{ca: ca, svc: svc, addr: l.Addr().String(), reg: reg}
@@ -190,20 +206,27 @@ func hijackEcho() http.Handler {
 func TestHalfCloseAndLargeTransfers(t *testing.T) {
 	c := startCloud(t, tunnel.Config{})
 	c.startEdge(t, "edge-a", hijackEcho(), 0)
-	payload := make([]byte, 8<<20+123)
-	_, _ = rand.Read(payload)
 	conn, err := c.svc.DialNode(context.Background(), "edge-a")
 	if err != nil {
 		t.Fatal(err)
 	}
+	echoThrough(t, conn, 8<<20+123)
+}
+
+// echoThrough sends size random bytes to hijackEcho over conn, half-closes,
+// and checks what comes back until the edge closes.
+func echoThrough(t *testing.T, conn net.Conn, size int) {
+	t.Helper()
 	defer func() { _ = conn.Close() }()
+	payload := make([]byte, size)
+	_, _ = rand.Read(payload)
 	if _, err := io.WriteString(conn, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Write(payload); err != nil {
 		t.Fatal(err)
 	}
-	if err := conn.CloseWrite(); err != nil {
+	if err := conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Write([]byte("more")); err == nil {

@@ -24,6 +24,15 @@
 // A node refuses an Open it cannot serve (too many tunnels) with
 // TunnelRefuse, so the cloud fails the dial at once with the node's reason.
 //
+// Relay joins verge-cloud replicas: a node's tunnels reach only the replica
+// it is connected to, so a replica that gets a request for a node connected
+// elsewhere opens a Relay stream to that replica (client certificate of a
+// cloud peer from the Verge CA, which the CA never issues to a node; the
+// node's name in the "verge-relay-node" metadata). The serving replica
+// dials the node over its own tunnel, then sends one empty frame to say the
+// connection is up (or fails the RPC with the reason), and from then on the
+// frames carry the connection exactly as on a Data stream.
+//
 // TUNNEL_PROTOCOL_VERSION (TunnelHello.protocol_version) is bumped on any
 // change of meaning; the cloud refuses versions it does not speak.
 
@@ -508,10 +517,11 @@ const file_internal_protocol_syncpb_tunnel_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1f\n" +
 	"\vclose_write\x18\x03 \x01(\bR\n" +
 	"closeWrite\x12\x14\n" +
-	"\x05close\x18\x04 \x01(\bR\x05close2\xa0\x01\n" +
+	"\x05close\x18\x04 \x01(\bR\x05close2\xe5\x01\n" +
 	"\x06Tunnel\x12R\n" +
 	"\aControl\x12 .verge.sync.v1.TunnelEdgeMessage\x1a!.verge.sync.v1.TunnelCloudMessage(\x010\x01\x12B\n" +
-	"\x04Data\x12\x1a.verge.sync.v1.TunnelFrame\x1a\x1a.verge.sync.v1.TunnelFrame(\x010\x01B6Z4github.com/verge-edge/verge/internal/protocol/syncpbb\x06proto3"
+	"\x04Data\x12\x1a.verge.sync.v1.TunnelFrame\x1a\x1a.verge.sync.v1.TunnelFrame(\x010\x01\x12C\n" +
+	"\x05Relay\x12\x1a.verge.sync.v1.TunnelFrame\x1a\x1a.verge.sync.v1.TunnelFrame(\x010\x01B6Z4github.com/verge-edge/verge/internal/protocol/syncpbb\x06proto3"
 
 var (
 	file_internal_protocol_syncpb_tunnel_proto_rawDescOnce sync.Once
@@ -542,10 +552,12 @@ var file_internal_protocol_syncpb_tunnel_proto_depIdxs = []int32{
 	4, // 3: verge.sync.v1.TunnelCloudMessage.open:type_name -> verge.sync.v1.TunnelOpen
 	0, // 4: verge.sync.v1.Tunnel.Control:input_type -> verge.sync.v1.TunnelEdgeMessage
 	6, // 5: verge.sync.v1.Tunnel.Data:input_type -> verge.sync.v1.TunnelFrame
-	1, // 6: verge.sync.v1.Tunnel.Control:output_type -> verge.sync.v1.TunnelCloudMessage
-	6, // 7: verge.sync.v1.Tunnel.Data:output_type -> verge.sync.v1.TunnelFrame
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
+	6, // 6: verge.sync.v1.Tunnel.Relay:input_type -> verge.sync.v1.TunnelFrame
+	1, // 7: verge.sync.v1.Tunnel.Control:output_type -> verge.sync.v1.TunnelCloudMessage
+	6, // 8: verge.sync.v1.Tunnel.Data:output_type -> verge.sync.v1.TunnelFrame
+	6, // 9: verge.sync.v1.Tunnel.Relay:output_type -> verge.sync.v1.TunnelFrame
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name

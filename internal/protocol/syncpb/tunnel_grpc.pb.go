@@ -24,6 +24,15 @@
 // A node refuses an Open it cannot serve (too many tunnels) with
 // TunnelRefuse, so the cloud fails the dial at once with the node's reason.
 //
+// Relay joins verge-cloud replicas: a node's tunnels reach only the replica
+// it is connected to, so a replica that gets a request for a node connected
+// elsewhere opens a Relay stream to that replica (client certificate of a
+// cloud peer from the Verge CA, which the CA never issues to a node; the
+// node's name in the "verge-relay-node" metadata). The serving replica
+// dials the node over its own tunnel, then sends one empty frame to say the
+// connection is up (or fails the RPC with the reason), and from then on the
+// frames carry the connection exactly as on a Data stream.
+//
 // TUNNEL_PROTOCOL_VERSION (TunnelHello.protocol_version) is bumped on any
 // change of meaning; the cloud refuses versions it does not speak.
 
@@ -50,6 +59,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Tunnel_Control_FullMethodName = "/verge.sync.v1.Tunnel/Control"
 	Tunnel_Data_FullMethodName    = "/verge.sync.v1.Tunnel/Data"
+	Tunnel_Relay_FullMethodName   = "/verge.sync.v1.Tunnel/Relay"
 )
 
 // TunnelClient is the client API for Tunnel service.
@@ -60,6 +70,9 @@ type TunnelClient interface {
 	Control(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelEdgeMessage, TunnelCloudMessage], error)
 	// Data carries one tunnelled connection.
 	Data(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelFrame, TunnelFrame], error)
+	// Relay carries one connection to a node connected to the serving
+	// replica, for another replica.
+	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelFrame, TunnelFrame], error)
 }
 
 type tunnelClient struct {
@@ -96,6 +109,19 @@ func (c *tunnelClient) Data(ctx context.Context, opts ...grpc.CallOption) (grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Tunnel_DataClient = grpc.BidiStreamingClient[TunnelFrame, TunnelFrame]
 
+func (c *tunnelClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelFrame, TunnelFrame], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Tunnel_ServiceDesc.Streams[2], Tunnel_Relay_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TunnelFrame, TunnelFrame]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Tunnel_RelayClient = grpc.BidiStreamingClient[TunnelFrame, TunnelFrame]
+
 // TunnelServer is the server API for Tunnel service.
 // All implementations must embed UnimplementedTunnelServer
 // for forward compatibility.
@@ -104,6 +130,9 @@ type TunnelServer interface {
 	Control(grpc.BidiStreamingServer[TunnelEdgeMessage, TunnelCloudMessage]) error
 	// Data carries one tunnelled connection.
 	Data(grpc.BidiStreamingServer[TunnelFrame, TunnelFrame]) error
+	// Relay carries one connection to a node connected to the serving
+	// replica, for another replica.
+	Relay(grpc.BidiStreamingServer[TunnelFrame, TunnelFrame]) error
 	mustEmbedUnimplementedTunnelServer()
 }
 
@@ -119,6 +148,9 @@ func (UnimplementedTunnelServer) Control(grpc.BidiStreamingServer[TunnelEdgeMess
 }
 func (UnimplementedTunnelServer) Data(grpc.BidiStreamingServer[TunnelFrame, TunnelFrame]) error {
 	return status.Error(codes.Unimplemented, "method Data not implemented")
+}
+func (UnimplementedTunnelServer) Relay(grpc.BidiStreamingServer[TunnelFrame, TunnelFrame]) error {
+	return status.Error(codes.Unimplemented, "method Relay not implemented")
 }
 func (UnimplementedTunnelServer) mustEmbedUnimplementedTunnelServer() {}
 func (UnimplementedTunnelServer) testEmbeddedByValue()                {}
@@ -155,6 +187,13 @@ func _Tunnel_Data_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Tunnel_DataServer = grpc.BidiStreamingServer[TunnelFrame, TunnelFrame]
 
+func _Tunnel_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TunnelServer).Relay(&grpc.GenericServerStream[TunnelFrame, TunnelFrame]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Tunnel_RelayServer = grpc.BidiStreamingServer[TunnelFrame, TunnelFrame]
+
 // Tunnel_ServiceDesc is the grpc.ServiceDesc for Tunnel service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -172,6 +211,12 @@ var Tunnel_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Data",
 			Handler:       _Tunnel_Data_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Relay",
+			Handler:       _Tunnel_Relay_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
