@@ -104,6 +104,9 @@ func startEdge(ctx context.Context, o Options, dir string, kube kubernetes.Inter
 	site := &edgeSite{dir: dir, registry: registry, log: o.Logger, runtimes: supervisor.NewGroup(o.Logger), agents: supervisor.NewGroup(o.Logger)}
 	id := clusterID(dir)
 	hub := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.HubPort))
+	if err := edgePortsFree(o); err != nil {
+		return nil, err
+	}
 	for i := 1; i <= o.EdgeNodes; i++ {
 		name := fmt.Sprintf("edge-%d", i)
 		if _, err := site.startNode(ctx, o, kube, id, i, name, pauseRef, hub, edgeBin); err != nil {
@@ -121,6 +124,28 @@ func startEdge(ctx context.Context, o Options, dir string, kube kubernetes.Inter
 		}
 	}
 	return site, nil
+}
+
+// edgePortsFree checks the loopback ports the edge nodes will listen on, so
+// that a busy one is named before anything starts (verge-edge would exit
+// and be restarted in vain).
+func edgePortsFree(o Options) error {
+	for i := 1; i <= o.EdgeNodes; i++ {
+		for _, p := range []struct {
+			port       int
+			what, flag string
+		}{
+			{o.EdgeOpsBasePort + i, "/healthz and /metrics", "--edge-ops-base-port"},
+			{o.MQTTBasePort + i, "MQTT bus", "--mqtt-base-port"},
+		} {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
+			if err != nil {
+				return &UserError{fmt.Sprintf("port %d (edge-%d's %s) is in use: stop that program or choose another base with %s", p.port, i, p.what, p.flag)}
+			}
+			_ = l.Close()
+		}
+	}
+	return nil
 }
 
 func (s *edgeSite) startNode(ctx context.Context, o Options, kube kubernetes.Interface, id string, i int, name, pauseRef, hub, edgeBin string) (*localNode, error) {

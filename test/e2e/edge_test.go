@@ -29,11 +29,13 @@ type edgeCluster struct {
 func startEdgeCluster(t testing.TB, nodes int) *edgeCluster {
 	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "v")
-	p := freePorts(t, 6)
+	p := freePorts(t, 7)
 	base, _ := strconv.Atoi(p[4])
+	mqttBase, _ := strconv.Atoi(p[6])
 	c := &edgeCluster{dataDir: dataDir, ports: map[string]string{"api": p[0], "ops": p[1], "hub": p[2], "registry": p[3]}}
 	c.up = startUp(t, dataDir, "--edge-nodes", strconv.Itoa(nodes), "--apiserver-port", p[0], "--cloud-ops-port", p[1],
-		"--hub-port", p[2], "--registry-port", p[3], "--edge-ops-base-port", strconv.Itoa(base-1), "--tunnel-port", p[5])
+		"--hub-port", p[2], "--registry-port", p[3], "--edge-ops-base-port", strconv.Itoa(base-1), "--tunnel-port", p[5],
+		"--mqtt-base-port", strconv.Itoa(mqttBase-1))
 	return c
 }
 
