@@ -42,13 +42,15 @@ func BenchmarkEdgeNode(b *testing.B) {
 	for i := 10; i < 20; i++ {
 		c.kubectl(b, "delete", "pod", fmt.Sprintf("p%02d", i), "--wait=true")
 	}
-	time.Sleep(60 * time.Second)
 	pid := 0
 	for _, p := range processesMentioning(b, filepath.Join(c.dataDir, "edge", "edge-1", "edge.yaml")) {
 		if strings.Contains(p, "verge-edge") {
 			pid, _ = strconv.Atoi(strings.SplitN(p, ":", 2)[0])
 		}
 	}
+	cpu0, t0 := cpuTime(b, pid), time.Now()
+	time.Sleep(60 * time.Second)
+	b.ReportMetric(100*(cpuTime(b, pid)-cpu0).Seconds()/time.Since(t0).Seconds(), "idle-cpu-%")
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
@@ -60,6 +62,22 @@ func BenchmarkEdgeNode(b *testing.B) {
 		}
 	}
 	c.up.interrupt(b)
+}
+
+// cpuTime is the CPU time (user and system) process pid has used.
+func cpuTime(b testing.TB, pid int) time.Duration {
+	b.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces: utime and stime are the 12th and 13th of them, in
+	// clock ticks (100 per second on Linux).
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func pushTestApp(b testing.TB, c *edgeCluster) string {
