@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -19,7 +18,7 @@ import (
 //	go test -run '^$' -bench EdgeNode -benchtime 1x ./test/e2e/
 func BenchmarkEdgeNode(b *testing.B) {
 	c := startEdgeCluster(b, 1)
-	image := pushTestApp(b, c)
+	image := c.pushTestApp(b, "bench/app:v1")
 
 	// Warm the image on the node: the first pull is not what is measured.
 	c.kubectl(b, "run", "warm", "--image="+image, "--restart=Never", "--", "sleep")
@@ -78,23 +77,6 @@ func cpuTime(b testing.TB, pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
-func pushTestApp(b testing.TB, c *edgeCluster) string {
-	b.Helper()
-	work := b.TempDir()
-	app := filepath.Join(work, "app")
-	build := exec.Command("go", "build", "-o", app, ".")
-	build.Dir = filepath.Join("..", "..", "internal", "containerd", "containerdtest", "testdata", "testapp")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building the app: %v\n%s", err, msg)
-	}
-	img, err := exec.Command(filepath.Join(bin.dir, "verge"), "image", "build", "--data-dir", c.dataDir, "--binary", app, "--name", "bench/app:v1").Output()
-	if err != nil {
-		b.Fatalf("verge image build: %v", err)
-	}
-	return strings.TrimSpace(string(img))
 }
 
 // waitPhase polls the pod's phase closely (the benchmark times it).

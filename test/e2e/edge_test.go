@@ -39,6 +39,25 @@ func startEdgeCluster(t testing.TB, nodes int) *edgeCluster {
 	return c
 }
 
+// pushTestApp builds the test app (internal/containerd/containerdtest/
+// testdata/testapp) as a user would build a static binary, packages it with
+// `verge image build` into the cluster's registry and returns the image.
+func (c *edgeCluster) pushTestApp(t testing.TB, name string) string {
+	t.Helper()
+	app := filepath.Join(t.TempDir(), "app")
+	build := exec.Command("go", "build", "-o", app, ".")
+	build.Dir = filepath.Join("..", "..", "internal", "containerd", "containerdtest", "testdata", "testapp")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the app: %v\n%s", err, msg)
+	}
+	img, err := exec.Command(filepath.Join(bin.dir, "verge"), "image", "build", "--data-dir", c.dataDir, "--binary", app, "--name", name).Output()
+	if err != nil {
+		t.Fatalf("verge image build: %v", err)
+	}
+	return strings.TrimSpace(string(img))
+}
+
 func (c *edgeCluster) kubectl(t testing.TB, args ...string) string {
 	t.Helper()
 	return kubectl(t, c.dataDir, args...)
@@ -220,20 +239,8 @@ func TestEdgeNodesRunPodsThroughOutages(t *testing.T) {
 	}
 
 	// A user's static binary becomes an image in the local registry.
-	work := t.TempDir()
-	app := filepath.Join(work, "app")
-	build := exec.Command("go", "build", "-o", app, ".")
-	build.Dir = filepath.Join("..", "..", "internal", "containerd", "containerdtest", "testdata", "testapp")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the app: %v\n%s", err, msg)
-	}
-	img, err := exec.Command(filepath.Join(bin.dir, "verge"), "image", "build", "--data-dir", c.dataDir, "--binary", app, "--name", "demo/app:v1").Output()
-	if err != nil {
-		t.Fatalf("verge image build: %v", err)
-	}
-	image := strings.TrimSpace(string(img))
-	manifest := filepath.Join(work, "web.yaml")
+	image := c.pushTestApp(t, "demo/app:v1")
+	manifest := filepath.Join(t.TempDir(), "web.yaml")
 	if err := os.WriteFile(manifest, []byte(strings.ReplaceAll(webManifest, "IMAGE", image)), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // when it calls a replica the node is not connected to.
 func TestSecondReplicaRelaysLogs(t *testing.T) {
 	c := startEdgeCluster(t, 1)
-	image := pushTestApp(t, c)
+	image := c.pushTestApp(t, "demo/talker:v1")
 	c.kubectl(t, "run", "talker", "--image="+image, "--restart=Never", "--env=GREETING=hello-through-the-relay", "--", "env")
 	c.waitPhase(t, "talker", "Succeeded", 2*time.Minute)
 
