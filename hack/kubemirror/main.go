@@ -57,7 +57,7 @@ var mirrored = []any{
 	corev1.TCPSocketAction{}, corev1.GRPCAction{}, corev1.Lifecycle{}, corev1.LifecycleHandler{},
 	corev1.SleepAction{}, corev1.SecurityContext{}, corev1.Capabilities{}, corev1.PodSecurityContext{},
 	corev1.Sysctl{}, corev1.PodDNSConfig{}, corev1.PodDNSConfigOption{}, corev1.HostAlias{},
-	corev1.ContainerResizePolicy{},
+	corev1.ContainerResizePolicy{}, corev1.PodReadinessGate{},
 	// volumes
 	corev1.Volume{}, corev1.VolumeSource{}, corev1.HostPathVolumeSource{}, corev1.EmptyDirVolumeSource{},
 	corev1.SecretVolumeSource{}, corev1.ConfigMapVolumeSource{}, corev1.KeyToPath{},

@@ -11,9 +11,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/verge-edge/verge/internal/cloud/bootstraptoken"
 	"github.com/verge-edge/verge/internal/cloud/nodeca"
 	"github.com/verge-edge/verge/internal/install"
-	"github.com/verge-edge/verge/internal/jointoken"
 )
 
 func newToken() *cobra.Command {
@@ -50,7 +50,7 @@ prints it with the hash of the Verge CA, which joining nodes pin.`,
 			if err != nil {
 				return err
 			}
-			t, err := jointoken.Create(ctx, cs.CoreV1().Secrets(jointoken.SecretNamespace), caHash, jointoken.Options{TTL: ttl, MaxUses: uses, Description: description}, time.Now())
+			t, err := bootstraptoken.Create(ctx, cs.CoreV1().Secrets(bootstraptoken.SecretNamespace), caHash, bootstraptoken.Options{TTL: ttl, MaxUses: uses, Description: description}, time.Now())
 			if err != nil {
 				return err
 			}

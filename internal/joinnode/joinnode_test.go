@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verge-edge/verge/internal/cloud/bootstraptoken"
 	"github.com/verge-edge/verge/internal/cloudtest"
 	"github.com/verge-edge/verge/internal/edge/config"
 	"github.com/verge-edge/verge/internal/edge/identity"
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func newToken(t *testing.T, c *cloudtest.Cloud) string {
 	t.Helper()
-	tok, err := jointoken.Create(context.Background(), c.Kube.CoreV1().Secrets(jointoken.SecretNamespace), pki.Hash(c.CA.Cert), jointoken.Options{TTL: time.Hour}, time.Now())
+	tok, err := bootstraptoken.Create(context.Background(), c.Kube.CoreV1().Secrets(bootstraptoken.SecretNamespace), pki.Hash(c.CA.Cert), bootstraptoken.Options{TTL: time.Hour}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/verge-edge/verge/internal/atomicfile"
+	"github.com/verge-edge/verge/internal/cloud/bootstraptoken"
 	"github.com/verge-edge/verge/internal/cloud/nodeca"
 	"github.com/verge-edge/verge/internal/containerd"
 	"github.com/verge-edge/verge/internal/edge/config"
@@ -30,7 +31,6 @@ import (
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 	"github.com/verge-edge/verge/internal/imagebuild"
 	"github.com/verge-edge/verge/internal/install"
-	"github.com/verge-edge/verge/internal/jointoken"
 	"github.com/verge-edge/verge/internal/logtail"
 	"github.com/verge-edge/verge/internal/supervisor"
 	"github.com/verge-edge/verge/internal/version"
@@ -262,8 +262,8 @@ func joinLocal(ctx context.Context, kube kubernetes.Interface, nodeDir, name, hu
 		if err != nil {
 			return cfg, err
 		}
-		tok, err := jointoken.Create(ctx, kube.CoreV1().Secrets(jointoken.SecretNamespace), caHash,
-			jointoken.Options{TTL: 10 * time.Minute, Description: "verge up: " + name}, time.Now())
+		tok, err := bootstraptoken.Create(ctx, kube.CoreV1().Secrets(bootstraptoken.SecretNamespace), caHash,
+			bootstraptoken.Options{TTL: 10 * time.Minute, Description: "verge up: " + name}, time.Now())
 		if err != nil {
 			return cfg, err
 		}

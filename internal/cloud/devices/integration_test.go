@@ -20,13 +20,13 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/internal/cloud/bootstraptoken"
 	"github.com/verge-edge/verge/internal/cloudtest"
 	"github.com/verge-edge/verge/internal/edge/agent"
 	"github.com/verge-edge/verge/internal/edge/devicetwin"
 	"github.com/verge-edge/verge/internal/edge/hubclient"
 	"github.com/verge-edge/verge/internal/edge/identity"
 	"github.com/verge-edge/verge/internal/edge/store"
-	"github.com/verge-edge/verge/internal/jointoken"
 	"github.com/verge-edge/verge/internal/pki"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/wire"
@@ -53,7 +53,7 @@ func startEdge(t testing.TB, c *cloudtest.Cloud) *edge {
 	t.Helper()
 	ctx := context.Background()
 	name := c.UniqueNode("edge")
-	tok, err := jointoken.Create(ctx, c.Kube.CoreV1().Secrets(jointoken.SecretNamespace), pki.Hash(c.CA.Cert), jointoken.Options{TTL: time.Hour}, time.Now())
+	tok, err := bootstraptoken.Create(ctx, c.Kube.CoreV1().Secrets(bootstraptoken.SecretNamespace), pki.Hash(c.CA.Cert), bootstraptoken.Options{TTL: time.Hour}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/verge-edge/verge/internal/jointoken"
+	"github.com/verge-edge/verge/internal/cloud/bootstraptoken"
 	"github.com/verge-edge/verge/internal/nodecert"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 )
@@ -27,8 +27,8 @@ func (b *bootstrapService) Join(ctx context.Context, req *syncpb.JoinRequest) (*
 		result = "invalid"
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if err := jointoken.Redeem(ctx, b.s.cfg.Kube.CoreV1().Secrets(jointoken.SecretNamespace), req.TokenId, req.TokenSecret, b.s.cfg.Now()); err != nil {
-		var re *jointoken.RedeemError
+	if err := bootstraptoken.Redeem(ctx, b.s.cfg.Kube.CoreV1().Secrets(bootstraptoken.SecretNamespace), req.TokenId, req.TokenSecret, b.s.cfg.Now()); err != nil {
+		var re *bootstraptoken.RedeemError
 		if errors.As(err, &re) {
 			result = "refused"
 			b.s.cfg.Logger.Warn("join refused", "node", req.NodeName, "token", req.TokenId, "reason", re.Reason)

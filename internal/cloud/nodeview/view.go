@@ -348,11 +348,40 @@ func forNodeObject(obj runtime.Object) runtime.Object {
 }
 
 func toObject(key string, obj runtime.Object) downsync.Object {
+	obj = withoutManagedFields(obj)
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return downsync.Object{Key: key, Body: obj}
 	}
 	return downsync.Object{Key: key, Version: downsync.Version{UID: string(m.GetUID()), ResourceVersion: m.GetResourceVersion()}, Body: obj}
+}
+
+// withoutManagedFields returns obj, or a shallow copy of it without
+// metadata.managedFields: server-side-apply bookkeeping that nodes never
+// use and that is often the larger part of an object. The informer's
+// object is shared and must not change.
+func withoutManagedFields(obj runtime.Object) runtime.Object {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		if len(o.ManagedFields) > 0 {
+			c := *o
+			c.ManagedFields = nil
+			return &c
+		}
+	case *corev1.ConfigMap:
+		if len(o.ManagedFields) > 0 {
+			c := *o
+			c.ManagedFields = nil
+			return &c
+		}
+	case *corev1.Secret:
+		if len(o.ManagedFields) > 0 {
+			c := *o
+			c.ManagedFields = nil
+			return &c
+		}
+	}
+	return obj
 }
 
 // refreshTime is when a token the node holds (its version is the pod UID and

@@ -352,3 +352,15 @@ func TestKeys(t *testing.T) {
 		t.Error("token names must be stable per request and differ across requests")
 	}
 }
+
+func TestManagedFieldsAreLeftOut(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "u", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}}}
+	o := toObject("pods/ns/p", pod)
+	got := o.Body.(*corev1.Pod)
+	if got.Name != "p" || len(got.ManagedFields) != 0 || o.Version.UID != "u" {
+		t.Fatalf("sent %+v (version %+v)", got.ObjectMeta, o.Version)
+	}
+	if len(pod.ManagedFields) != 1 {
+		t.Fatal("toObject changed the informer's object")
+	}
+}

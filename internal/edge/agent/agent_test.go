@@ -18,13 +18,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/verge-edge/verge/internal/cloud/bootstraptoken"
 	"github.com/verge-edge/verge/internal/cloudtest"
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/agent"
 	"github.com/verge-edge/verge/internal/edge/config"
 	"github.com/verge-edge/verge/internal/edge/identity"
-	"github.com/verge-edge/verge/internal/jointoken"
 	"github.com/verge-edge/verge/internal/pki"
+	edgekube "github.com/verge-edge/verge/internal/protocol/kube"
 	"github.com/verge-edge/verge/internal/testenv"
 )
 
@@ -43,7 +44,7 @@ func joinNode(t *testing.T, c *cloudtest.Cloud, ctrd *containerdtest.Node) *edge
 	t.Helper()
 	ctx := context.Background()
 	name := c.UniqueNode("edge")
-	tok, err := jointoken.Create(ctx, c.Kube.CoreV1().Secrets(jointoken.SecretNamespace), pki.Hash(c.CA.Cert), jointoken.Options{TTL: time.Hour}, time.Now())
+	tok, err := bootstraptoken.Create(ctx, c.Kube.CoreV1().Secrets(bootstraptoken.SecretNamespace), pki.Hash(c.CA.Cert), bootstraptoken.Options{TTL: time.Hour}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func joinNode(t *testing.T, c *cloudtest.Cloud, ctrd *containerdtest.Node) *edge
 	cfg.Runtime.CRIEndpoint = ctrd.Endpoint()
 	cfg.Runtime.CgroupParent = ctrd.Instance.CgroupParent()
 	cfg.Runtime.NodeIP = "127.0.0.1"
-	cfg.Runtime.ReconcilePeriod = metav1.Duration{Duration: 2 * time.Second}
+	cfg.Runtime.ReconcilePeriod = edgekube.Duration{Duration: 2 * time.Second}
 	if err := creds.Save(cfg.PKIDir()); err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 	"github.com/verge-edge/verge/internal/edge/store"
@@ -27,14 +26,14 @@ var _ podruntime.Source = desiredState{}
 // Pods decodes every stored pod. One that cannot be decoded fails the whole
 // call: the runtime then leaves every pod as it is, where a shorter list
 // would make it stop the missing pod.
-func (d desiredState) Pods(ctx context.Context) ([]*corev1.Pod, error) {
+func (d desiredState) Pods(ctx context.Context) ([]*kube.Pod, error) {
 	objs, err := d.store.List(ctx, objkey.Pods+"/")
 	if err != nil {
 		return nil, err
 	}
-	pods := make([]*corev1.Pod, 0, len(objs))
+	pods := make([]*kube.Pod, 0, len(objs))
 	for _, o := range objs {
-		p := &corev1.Pod{}
+		p := &kube.Pod{}
 		if err := decode(o, p); err != nil {
 			return nil, err
 		}
@@ -43,13 +42,13 @@ func (d desiredState) Pods(ctx context.Context) ([]*corev1.Pod, error) {
 	return pods, nil
 }
 
-func (d desiredState) ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
-	cm := &corev1.ConfigMap{}
+func (d desiredState) ConfigMap(ctx context.Context, namespace, name string) (*kube.ConfigMap, error) {
+	cm := &kube.ConfigMap{}
 	return cm, d.get(ctx, objkey.ConfigMaps, namespace, name, cm)
 }
 
-func (d desiredState) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	s := &corev1.Secret{}
+func (d desiredState) Secret(ctx context.Context, namespace, name string) (*kube.Secret, error) {
+	s := &kube.Secret{}
 	return s, d.get(ctx, objkey.Secrets, namespace, name, s)
 }
 
@@ -58,7 +57,7 @@ func (d desiredState) Secret(ctx context.Context, namespace, name string) (*core
 func (d desiredState) ServiceAccountToken(ctx context.Context, namespace, podName, _ string, audiences []string, expirationSeconds int64) (string, error) {
 	var tok wire.ServiceAccountToken
 	if err := d.get(ctx, objkey.ServiceAccountTokens, namespace, objkey.TokenName(podName, audiences, expirationSeconds), &tok); err != nil {
-		if apierrors.IsNotFound(err) {
+		if errors.Is(err, podruntime.ErrNotFound) {
 			return "", fmt.Errorf("no service-account token for pod %s/%s yet: the cloud mints it once the pod is sent (is the node connected?)", namespace, podName)
 		}
 		return "", err
@@ -77,7 +76,7 @@ func (d desiredState) get(ctx context.Context, resource, namespace, name string,
 		return err
 	}
 	if !ok {
-		return apierrors.NewNotFound(schema.GroupResource{Resource: resource}, name)
+		return fmt.Errorf("%s %q: %w", resource, name, podruntime.ErrNotFound)
 	}
 	return decode(o, into)
 }

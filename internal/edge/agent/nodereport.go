@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/edge/nodestatus"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
@@ -25,7 +25,7 @@ type nodeReporter struct {
 	runtime interface {
 		RuntimeState(context.Context) podruntime.RuntimeState
 	}
-	out     func(*corev1.Node) error
+	out     func(*kube.Node) error
 	period  time.Duration
 	refresh time.Duration
 	now     func() time.Time
@@ -33,7 +33,7 @@ type nodeReporter struct {
 	force   chan struct{}
 
 	// Owned by Start's goroutine.
-	prev     *corev1.NodeStatus
+	prev     *kube.NodeStatus
 	lastSent time.Time
 }
 

@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 	"github.com/verge-edge/verge/internal/edge/store"
@@ -41,30 +41,30 @@ type reporter struct {
 
 var _ podruntime.Sink = (*reporter)(nil)
 
-func (r *reporter) PodStatus(pod types.NamespacedName, uid types.UID, status corev1.PodStatus) {
+func (r *reporter) PodStatus(pod types.NamespacedName, uid types.UID, status kube.PodStatus) {
 	r.enqueue(objkey.Key(objkey.Pods, pod.Namespace, pod.Name), wire.ReportPodStatus, priorityPod,
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: uid}, Status: status})
+		&kube.Pod{ObjectMeta: kube.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: uid}, Status: status})
 }
 
 // PodTerminated shares the pod's key with its status: it replaces a status
 // still waiting, which no longer matters once the pod is gone.
 func (r *reporter) PodTerminated(pod types.NamespacedName, uid types.UID) {
 	r.enqueue(objkey.Key(objkey.Pods, pod.Namespace, pod.Name), wire.ReportPodTerminated, priorityPod,
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: uid}})
+		&kube.Pod{ObjectMeta: kube.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: uid}})
 }
 
-func (r *reporter) Event(ref corev1.ObjectReference, eventType, reason, message string) {
+func (r *reporter) Event(ref kube.ObjectReference, eventType, reason, message string) {
 	now := r.now()
 	ns := ref.Namespace
 	if ns == "" {
-		ns = metav1.NamespaceDefault
+		ns = kube.NamespaceDefault
 	}
 	// Named like the kubelet's events: unique per occurrence, so a resend
 	// after a lost answer is recognised by the cloud as the same event.
 	name := fmt.Sprintf("%s.%x", ref.Name, now.UnixNano())
-	t := metav1.NewTime(now)
-	r.enqueue(objkey.Key("events", ns, name), wire.ReportEvent, priorityEvent, &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: name},
+	t := kube.NewTime(now)
+	r.enqueue(objkey.Key("events", ns, name), wire.ReportEvent, priorityEvent, &kube.Event{
+		ObjectMeta:     kube.ObjectMeta{Namespace: ns, Name: name},
 		InvolvedObject: ref,
 		Type:           eventType,
 		Reason:         reason,
@@ -72,12 +72,12 @@ func (r *reporter) Event(ref corev1.ObjectReference, eventType, reason, message 
 		FirstTimestamp: t,
 		LastTimestamp:  t,
 		Count:          1,
-		Source:         corev1.EventSource{Component: "verge-edge", Host: r.node},
+		Source:         kube.EventSource{Component: "verge-edge", Host: r.node},
 	})
 }
 
 // NodeStatus queues the node's status.
-func (r *reporter) NodeStatus(n *corev1.Node) error {
+func (r *reporter) NodeStatus(n *kube.Node) error {
 	return r.put(objkey.Key("nodes", "", n.Name), wire.ReportNodeStatus, priorityNode, n)
 }
 

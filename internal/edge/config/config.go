@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/atomicfile"
 	"github.com/verge-edge/verge/internal/logging"
@@ -55,7 +56,7 @@ type Devices struct {
 	// FlushInterval is how long readings from mappers gather before they
 	// are written to the store and queued for the cloud in one write per
 	// device (default 100ms).
-	FlushInterval metav1.Duration `json:"flushInterval"`
+	FlushInterval kube.Duration `json:"flushInterval"`
 }
 
 // DMI configures the socket mappers register on.
@@ -106,7 +107,7 @@ type Runtime struct {
 	CgroupParent string `json:"cgroupParent"`
 	// ReconcilePeriod is how often what the runtime runs is compared with
 	// what should run (stray containers removed, missing ones recreated).
-	ReconcilePeriod metav1.Duration `json:"reconcilePeriod"`
+	ReconcilePeriod kube.Duration `json:"reconcilePeriod"`
 	// NodeIP is the address pods see as status.hostIP (default: the
 	// address used to reach the cloud).
 	NodeIP string `json:"nodeIP,omitempty"`
@@ -123,11 +124,11 @@ func Default() Edge {
 		Runtime: Runtime{
 			CRIEndpoint:     "unix:///run/containerd/containerd.sock",
 			CgroupParent:    "/verge",
-			ReconcilePeriod: metav1.Duration{Duration: 10 * time.Second},
+			ReconcilePeriod: kube.Duration{Duration: 10 * time.Second},
 		},
 		Devices: Devices{
 			MQTT:          MQTT{Mode: MQTTEmbedded, Listen: "127.0.0.1:1883"},
-			FlushInterval: metav1.Duration{Duration: 100 * time.Millisecond},
+			FlushInterval: kube.Duration{Duration: 100 * time.Millisecond},
 		},
 		Log: logging.Defaults(),
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verge-edge/verge/internal/cloud/bootstraptoken"
 	"github.com/verge-edge/verge/internal/cloudtest"
 	"github.com/verge-edge/verge/internal/jointoken"
 	"github.com/verge-edge/verge/internal/nodecert"
@@ -20,12 +21,12 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func token(t *testing.T, c *cloudtest.Cloud, o jointoken.Options, now time.Time) jointoken.Token {
+func token(t *testing.T, c *cloudtest.Cloud, o bootstraptoken.Options, now time.Time) jointoken.Token {
 	t.Helper()
 	if o.TTL == 0 {
 		o.TTL = time.Hour
 	}
-	tok, err := jointoken.Create(context.Background(), c.Kube.CoreV1().Secrets(jointoken.SecretNamespace), pki.Hash(c.CA.Cert), o, now)
+	tok, err := bootstraptoken.Create(context.Background(), c.Kube.CoreV1().Secrets(bootstraptoken.SecretNamespace), pki.Hash(c.CA.Cert), o, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,7 @@ func TestJoinAndRenew(t *testing.T) {
 	c := cloudtest.Start(t, cloudtest.Options{})
 	ctx := context.Background()
 	node := c.UniqueNode("edge-j")
-	creds, err := Join(ctx, c.Addr, token(t, c, jointoken.Options{}, time.Now()), node)
+	creds, err := Join(ctx, c.Addr, token(t, c, bootstraptoken.Options{}, time.Now()), node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +75,10 @@ func TestJoinRefusals(t *testing.T) {
 	c := cloudtest.Start(t, cloudtest.Options{})
 	ctx := context.Background()
 	node := c.UniqueNode("edge-x")
-	good := token(t, c, jointoken.Options{}, time.Now())
+	good := token(t, c, bootstraptoken.Options{}, time.Now())
 	wrongSecret := good
 	wrongSecret.Secret = "aaaaaaaaaaaaaaaa"
-	expired := token(t, c, jointoken.Options{TTL: time.Minute}, time.Now().Add(-2*time.Minute))
+	expired := token(t, c, bootstraptoken.Options{TTL: time.Minute}, time.Now().Add(-2*time.Minute))
 	wrongCA := good
 	other, _ := pki.NewCA("other", time.Hour)
 	wrongCA.CAHash = pki.Hash(other.Cert)
@@ -126,7 +127,7 @@ func TestRenewAtIsSpreadOver70To90Percent(t *testing.T) {
 func TestRotationLoop(t *testing.T) {
 	c := cloudtest.Start(t, cloudtest.Options{NodeCertValidity: 4 * time.Second})
 	node := c.UniqueNode("edge-rot")
-	creds, err := Join(context.Background(), c.Addr, token(t, c, jointoken.Options{}, time.Now()), node)
+	creds, err := Join(context.Background(), c.Addr, token(t, c, bootstraptoken.Options{}, time.Now()), node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestRotationLoop(t *testing.T) {
 
 func TestExpiredCertificateNeedsRejoin(t *testing.T) {
 	c := cloudtest.Start(t, cloudtest.Options{NodeCertValidity: time.Second})
-	creds, err := Join(context.Background(), c.Addr, token(t, c, jointoken.Options{}, time.Now()), c.UniqueNode("edge-old"))
+	creds, err := Join(context.Background(), c.Addr, token(t, c, bootstraptoken.Options{}, time.Now()), c.UniqueNode("edge-old"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,8 @@ import (
 	edgetunnel "github.com/verge-edge/verge/internal/edge/tunnel"
 	"github.com/verge-edge/verge/internal/nodecert"
 	"github.com/verge-edge/verge/internal/pki"
+	edgekube "github.com/verge-edge/verge/internal/protocol/kube"
+	"github.com/verge-edge/verge/internal/protocol/kube/kubeconv"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 	"github.com/verge-edge/verge/internal/testenv"
@@ -126,17 +128,21 @@ func TestThroughTheAPIServer(t *testing.T) {
 
 	// The pod exists in the API first (its UID is the one the edge runs).
 	var apiPod *corev1.Pod
-	n := startNode(t, nodeName, func(images containerdtest.Images) []*corev1.Pod {
+	n := startNode(t, nodeName, func(images containerdtest.Images) []*edgekube.Pod {
 		p := testPod(nodeName, images)
 		p.Namespace, p.UID = ns, ""
 		noToken := false
 		p.Spec.AutomountServiceAccountToken = &noToken
 		p.Spec.Containers = p.Spec.Containers[:1] // web
+		var created corev1.Pod
+		kubeconv.Must(p, &created)
 		var err error
-		if apiPod, err = kube.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		if apiPod, err = kube.CoreV1().Pods(ns).Create(ctx, &created, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		return []*corev1.Pod{apiPod}
+		var edgePod edgekube.Pod
+		kubeconv.Must(apiPod, &edgePod)
+		return []*edgekube.Pod{&edgePod}
 	})
 	port := startTunnels(t, kube, nodeName, n.api)
 

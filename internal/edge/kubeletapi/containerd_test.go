@@ -19,13 +19,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/kubeletapi"
@@ -35,24 +35,24 @@ import (
 // source is a fixed desired state.
 type source struct {
 	mu   sync.Mutex
-	pods []*corev1.Pod
+	pods []*kube.Pod
 }
 
-func (s *source) Pods(context.Context) ([]*corev1.Pod, error) {
+func (s *source) Pods(context.Context) ([]*kube.Pod, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*corev1.Pod, 0, len(s.pods))
+	out := make([]*kube.Pod, 0, len(s.pods))
 	for _, p := range s.pods {
-		out = append(out, p.DeepCopy())
+		out = append(out, kube.DeepCopy(p))
 	}
 	return out, nil
 }
 
-func (s *source) ConfigMap(context.Context, string, string) (*corev1.ConfigMap, error) {
+func (s *source) ConfigMap(context.Context, string, string) (*kube.ConfigMap, error) {
 	return nil, fmt.Errorf("no configmaps here")
 }
 
-func (s *source) Secret(context.Context, string, string) (*corev1.Secret, error) {
+func (s *source) Secret(context.Context, string, string) (*kube.Secret, error) {
 	return nil, fmt.Errorf("no secrets here")
 }
 
@@ -63,24 +63,24 @@ func (s *source) ServiceAccountToken(context.Context, string, string, string, []
 // sink keeps the newest status per pod.
 type sink struct {
 	mu     sync.Mutex
-	status map[types.UID]corev1.PodStatus
+	status map[types.UID]kube.PodStatus
 }
 
-func (s *sink) PodStatus(_ types.NamespacedName, uid types.UID, st corev1.PodStatus) {
+func (s *sink) PodStatus(_ types.NamespacedName, uid types.UID, st kube.PodStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.status[uid] = *st.DeepCopy()
+	s.status[uid] = kube.DeepCopy(st)
 }
-func (s *sink) PodTerminated(types.NamespacedName, types.UID)        {}
-func (s *sink) Event(corev1.ObjectReference, string, string, string) {}
+func (s *sink) PodTerminated(types.NamespacedName, types.UID)      {}
+func (s *sink) Event(kube.ObjectReference, string, string, string) {}
 
-func (s *sink) get(uid types.UID) corev1.PodStatus {
+func (s *sink) get(uid types.UID) kube.PodStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.status[uid]
 }
 
-func newSink() *sink { return &sink{status: map[types.UID]corev1.PodStatus{}} }
+func newSink() *sink { return &sink{status: map[types.UID]kube.PodStatus{}} }
 
 func podUID() types.UID {
 	var b [8]byte
@@ -109,7 +109,7 @@ type node struct {
 	images containerdtest.Images
 }
 
-func startNode(t *testing.T, name string, pods func(images containerdtest.Images) []*corev1.Pod) *node {
+func startNode(t *testing.T, name string, pods func(images containerdtest.Images) []*kube.Pod) *node {
 	t.Helper()
 	reg := containerdtest.StartRegistry(t)
 	images, err := containerdtest.PushTestImages(reg, t.TempDir())
@@ -152,14 +152,14 @@ func startNode(t *testing.T, name string, pods func(images containerdtest.Images
 }
 
 // testPod has a web server, a chatty container and a crash-looping one.
-func testPod(nodeName string, images containerdtest.Images) *corev1.Pod {
+func testPod(nodeName string, images containerdtest.Images) *kube.Pod {
 	grace := int64(2)
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: podUID()},
-		Spec: corev1.PodSpec{
+	return &kube.Pod{
+		ObjectMeta: kube.ObjectMeta{Name: "web", Namespace: "default", UID: podUID()},
+		Spec: kube.PodSpec{
 			NodeName:                      nodeName,
 			TerminationGracePeriodSeconds: &grace,
-			Containers: []corev1.Container{
+			Containers: []kube.Container{
 				{Name: "web", Image: images.App, Args: []string{"serve", "-addr", ":8080"}},
 				{Name: "crash", Image: images.App, Args: []string{"crash", "-after", "300ms", "-code", "3"}},
 				{Name: "idle", Image: images.App, Args: []string{"sleep"}},
@@ -171,10 +171,10 @@ func testPod(nodeName string, images containerdtest.Images) *corev1.Pod {
 // TestStreamingAgainstContainerd drives exec, attach, port-forward and
 // logs with client-go's own clients against pods in a real containerd.
 func TestStreamingAgainstContainerd(t *testing.T) {
-	var pod *corev1.Pod
-	n := startNode(t, "kapi", func(images containerdtest.Images) []*corev1.Pod {
+	var pod *kube.Pod
+	n := startNode(t, "kapi", func(images containerdtest.Images) []*kube.Pod {
 		pod = testPod("kapi", images)
-		return []*corev1.Pod{pod}
+		return []*kube.Pod{pod}
 	})
 	waitUntil(t, 90*time.Second, "web and idle running and crash restarted", func() bool {
 		st := n.sink.get(pod.UID)

@@ -12,10 +12,7 @@ import (
 	"runtime"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // Host is what the node knows about its machine.
@@ -68,31 +65,31 @@ type Options struct {
 
 // Compute returns the Node (name and status) to report. previous, if set,
 // keeps condition transition times stable while nothing changes.
-func Compute(h Host, rt Runtime, o Options, previous *corev1.NodeStatus) *corev1.Node {
+func Compute(h Host, rt Runtime, o Options, previous *kube.NodeStatus) *kube.Node {
 	if o.MaxPods <= 0 {
 		o.MaxPods = 110
 	}
 	if o.Thresholds == (Thresholds{}) {
 		o.Thresholds = DefaultThresholds
 	}
-	capacity := corev1.ResourceList{
-		corev1.ResourceCPU:              *resource.NewQuantity(int64(h.CPUs), resource.DecimalSI),
-		corev1.ResourceMemory:           *resource.NewQuantity(h.MemoryBytes, resource.BinarySI),
-		corev1.ResourcePods:             *resource.NewQuantity(o.MaxPods, resource.DecimalSI),
-		corev1.ResourceEphemeralStorage: *resource.NewQuantity(h.DiskBytes, resource.BinarySI),
+	capacity := kube.ResourceList{
+		kube.ResourceCPU:              *kube.NewQuantity(int64(h.CPUs), kube.DecimalSI),
+		kube.ResourceMemory:           *kube.NewQuantity(h.MemoryBytes, kube.BinarySI),
+		kube.ResourcePods:             *kube.NewQuantity(o.MaxPods, kube.DecimalSI),
+		kube.ResourceEphemeralStorage: *kube.NewQuantity(h.DiskBytes, kube.BinarySI),
 	}
-	allocatable := capacity.DeepCopy()
+	allocatable := kube.DeepCopy(capacity)
 	// What the hard eviction threshold keeps back is not for pods.
-	mem := allocatable[corev1.ResourceMemory]
-	mem.Sub(*resource.NewQuantity(min(o.Thresholds.MemoryAvailable, h.MemoryBytes), resource.BinarySI))
-	allocatable[corev1.ResourceMemory] = mem
+	mem := allocatable[kube.ResourceMemory]
+	mem.Sub(*kube.NewQuantity(min(o.Thresholds.MemoryAvailable, h.MemoryBytes), kube.BinarySI))
+	allocatable[kube.ResourceMemory] = mem
 
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: o.NodeName}}
-	n.Status = corev1.NodeStatus{
+	n := &kube.Node{ObjectMeta: kube.ObjectMeta{Name: o.NodeName}}
+	n.Status = kube.NodeStatus{
 		Capacity:    capacity,
 		Allocatable: allocatable,
-		Phase:       corev1.NodeRunning,
-		NodeInfo: corev1.NodeSystemInfo{
+		Phase:       kube.NodeRunning,
+		NodeInfo: kube.NodeSystemInfo{
 			MachineID:               h.MachineID,
 			SystemUUID:              h.SystemUUID,
 			BootID:                  h.BootID,
@@ -105,26 +102,26 @@ func Compute(h Host, rt Runtime, o Options, previous *corev1.NodeStatus) *corev1
 		},
 	}
 	if h.InternalIP != "" {
-		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: h.InternalIP})
+		n.Status.Addresses = append(n.Status.Addresses, kube.NodeAddress{Type: kube.NodeInternalIP, Address: h.InternalIP})
 	}
 	if h.Hostname != "" {
-		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: h.Hostname})
+		n.Status.Addresses = append(n.Status.Addresses, kube.NodeAddress{Type: kube.NodeHostName, Address: h.Hostname})
 	}
 
 	memPressure := h.MemoryAvail < o.Thresholds.MemoryAvailable
 	diskPressure := h.DiskBytes > 0 && float64(h.DiskAvail) < o.Thresholds.DiskAvailableFrac*float64(h.DiskBytes)
 	pidPressure := h.PIDMax > 0 && float64(h.PIDMax-h.PIDsInUse) < o.Thresholds.PIDAvailableFrac*float64(h.PIDMax)
-	ready, reason, message := corev1.ConditionTrue, "VergeEdgeReady", "verge-edge is posting ready status"
+	ready, reason, message := kube.ConditionTrue, "VergeEdgeReady", "verge-edge is posting ready status"
 	if !rt.Ready {
-		ready, reason, message = corev1.ConditionFalse, "ContainerRuntimeNotReady", "container runtime not ready: "+rt.Reason
+		ready, reason, message = kube.ConditionFalse, "ContainerRuntimeNotReady", "container runtime not ready: "+rt.Reason
 	}
-	conds := []corev1.NodeCondition{
-		pressure(corev1.NodeMemoryPressure, memPressure, "memory available below "+human(o.Thresholds.MemoryAvailable)),
-		pressure(corev1.NodeDiskPressure, diskPressure, fmt.Sprintf("less than %.0f%% of the data filesystem free", o.Thresholds.DiskAvailableFrac*100)),
-		pressure(corev1.NodePIDPressure, pidPressure, fmt.Sprintf("less than %.0f%% of process IDs free", o.Thresholds.PIDAvailableFrac*100)),
-		{Type: corev1.NodeReady, Status: ready, Reason: reason, Message: message},
+	conds := []kube.NodeCondition{
+		pressure(kube.NodeMemoryPressure, memPressure, "memory available below "+human(o.Thresholds.MemoryAvailable)),
+		pressure(kube.NodeDiskPressure, diskPressure, fmt.Sprintf("less than %.0f%% of the data filesystem free", o.Thresholds.DiskAvailableFrac*100)),
+		pressure(kube.NodePIDPressure, pidPressure, fmt.Sprintf("less than %.0f%% of process IDs free", o.Thresholds.PIDAvailableFrac*100)),
+		{Type: kube.NodeReady, Status: ready, Reason: reason, Message: message},
 	}
-	now := metav1.NewTime(o.Now)
+	now := kube.NewTime(o.Now)
 	for i := range conds {
 		conds[i].LastHeartbeatTime = now
 		conds[i].LastTransitionTime = now
@@ -140,28 +137,28 @@ func Compute(h Host, rt Runtime, o Options, previous *corev1.NodeStatus) *corev1
 	return n
 }
 
-func pressure(t corev1.NodeConditionType, on bool, why string) corev1.NodeCondition {
+func pressure(t kube.NodeConditionType, on bool, why string) kube.NodeCondition {
 	if on {
-		return corev1.NodeCondition{Type: t, Status: corev1.ConditionTrue, Reason: "Node" + string(t)[:len(t)-len("Pressure")] + "Pressure", Message: why}
+		return kube.NodeCondition{Type: t, Status: kube.ConditionTrue, Reason: "Node" + string(t)[:len(t)-len("Pressure")] + "Pressure", Message: why}
 	}
-	return corev1.NodeCondition{Type: t, Status: corev1.ConditionFalse, Reason: "NodeHasSufficient" + string(t)[:len(t)-len("Pressure")], Message: "no " + string(t)}
+	return kube.NodeCondition{Type: t, Status: kube.ConditionFalse, Reason: "NodeHasSufficient" + string(t)[:len(t)-len("Pressure")], Message: "no " + string(t)}
 }
 
-func human(b int64) string { return resource.NewQuantity(b, resource.BinarySI).String() }
+func human(b int64) string { return kube.NewQuantity(b, kube.BinarySI).String() }
 
 // Changed reports whether b differs from a in anything but heartbeat times,
 // i.e. whether it is worth reporting before the next periodic refresh.
-func Changed(a, b *corev1.NodeStatus) bool {
+func Changed(a, b *kube.NodeStatus) bool {
 	if a == nil || b == nil {
 		return a != b
 	}
-	ac, bc := a.DeepCopy(), b.DeepCopy()
-	for _, s := range []*corev1.NodeStatus{ac, bc} {
+	ac, bc := kube.DeepCopy(a), kube.DeepCopy(b)
+	for _, s := range []*kube.NodeStatus{ac, bc} {
 		for i := range s.Conditions {
-			s.Conditions[i].LastHeartbeatTime = metav1.Time{}
+			s.Conditions[i].LastHeartbeatTime = kube.Time{}
 		}
 	}
-	return !apiequality.Semantic.DeepEqual(ac, bc)
+	return !kube.Equal(ac, bc)
 }
 
 // Reader reads the host.

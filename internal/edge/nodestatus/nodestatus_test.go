@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 func healthyHost() Host {
@@ -15,13 +15,13 @@ func healthyHost() Host {
 		DiskBytes: 100 << 30, DiskAvail: 50 << 30, PIDMax: 32768, PIDsInUse: 300, KernelVersion: "6.1.0", OSImage: "Debian GNU/Linux 12"}
 }
 
-func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.NodeCondition {
+func condition(n *kube.Node, t kube.NodeConditionType) kube.NodeCondition {
 	for _, c := range n.Status.Conditions {
 		if c.Type == t {
 			return c
 		}
 	}
-	return corev1.NodeCondition{}
+	return kube.NodeCondition{}
 }
 
 func TestCompute(t *testing.T) {
@@ -31,18 +31,18 @@ func TestCompute(t *testing.T) {
 		name   string
 		host   func(*Host)
 		rt     Runtime
-		status map[corev1.NodeConditionType]corev1.ConditionStatus
+		status map[kube.NodeConditionType]kube.ConditionStatus
 	}{
 		{"healthy", nil, Runtime{Version: "containerd://1.6.20", Ready: true},
-			map[corev1.NodeConditionType]corev1.ConditionStatus{corev1.NodeReady: corev1.ConditionTrue, corev1.NodeMemoryPressure: corev1.ConditionFalse, corev1.NodeDiskPressure: corev1.ConditionFalse, corev1.NodePIDPressure: corev1.ConditionFalse}},
+			map[kube.NodeConditionType]kube.ConditionStatus{kube.NodeReady: kube.ConditionTrue, kube.NodeMemoryPressure: kube.ConditionFalse, kube.NodeDiskPressure: kube.ConditionFalse, kube.NodePIDPressure: kube.ConditionFalse}},
 		{"runtime down", nil, Runtime{Ready: false, Reason: "CRI socket unreachable"},
-			map[corev1.NodeConditionType]corev1.ConditionStatus{corev1.NodeReady: corev1.ConditionFalse}},
+			map[kube.NodeConditionType]kube.ConditionStatus{kube.NodeReady: kube.ConditionFalse}},
 		{"low memory", func(h *Host) { h.MemoryAvail = 50 << 20 }, Runtime{Ready: true},
-			map[corev1.NodeConditionType]corev1.ConditionStatus{corev1.NodeMemoryPressure: corev1.ConditionTrue, corev1.NodeReady: corev1.ConditionTrue}},
+			map[kube.NodeConditionType]kube.ConditionStatus{kube.NodeMemoryPressure: kube.ConditionTrue, kube.NodeReady: kube.ConditionTrue}},
 		{"full disk", func(h *Host) { h.DiskAvail = 5 << 30 }, Runtime{Ready: true},
-			map[corev1.NodeConditionType]corev1.ConditionStatus{corev1.NodeDiskPressure: corev1.ConditionTrue}},
+			map[kube.NodeConditionType]kube.ConditionStatus{kube.NodeDiskPressure: kube.ConditionTrue}},
 		{"pids exhausted", func(h *Host) { h.PIDsInUse = 32000 }, Runtime{Ready: true},
-			map[corev1.NodeConditionType]corev1.ConditionStatus{corev1.NodePIDPressure: corev1.ConditionTrue}},
+			map[kube.NodeConditionType]kube.ConditionStatus{kube.NodePIDPressure: kube.ConditionTrue}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := healthyHost()
@@ -61,10 +61,10 @@ func TestCompute(t *testing.T) {
 		})
 	}
 	n := Compute(healthyHost(), Runtime{Ready: true}, opts, nil)
-	if q := n.Status.Capacity[corev1.ResourceCPU]; q.Value() != 4 {
+	if q := n.Status.Capacity[kube.ResourceCPU]; q.Value() != 4 {
 		t.Errorf("cpu capacity %v", q.String())
 	}
-	alloc, capacity := n.Status.Allocatable[corev1.ResourceMemory], n.Status.Capacity[corev1.ResourceMemory]
+	alloc, capacity := n.Status.Allocatable[kube.ResourceMemory], n.Status.Capacity[kube.ResourceMemory]
 	if capacity.Value()-alloc.Value() != 100<<20 {
 		t.Errorf("allocatable memory should keep back the eviction threshold: %s of %s", alloc.String(), capacity.String())
 	}
@@ -77,14 +77,14 @@ func TestTransitionTimesAndChanged(t *testing.T) {
 	t1, t2 := time.Unix(1000, 0), time.Unix(2000, 0)
 	a := Compute(healthyHost(), Runtime{Ready: true}, Options{NodeName: "n", Now: t1}, nil)
 	b := Compute(healthyHost(), Runtime{Ready: true}, Options{NodeName: "n", Now: t2}, &a.Status)
-	if !condition(b, corev1.NodeReady).LastTransitionTime.Time.Equal(t1) || !condition(b, corev1.NodeReady).LastHeartbeatTime.Time.Equal(t2) {
+	if !condition(b, kube.NodeReady).LastTransitionTime.Time.Equal(t1) || !condition(b, kube.NodeReady).LastHeartbeatTime.Time.Equal(t2) {
 		t.Error("an unchanged condition keeps its transition time and gets a new heartbeat")
 	}
 	if Changed(&a.Status, &b.Status) {
 		t.Error("only heartbeats differ: not a change")
 	}
 	c := Compute(healthyHost(), Runtime{Ready: false, Reason: "x"}, Options{NodeName: "n", Now: t2}, &b.Status)
-	if !Changed(&b.Status, &c.Status) || !condition(c, corev1.NodeReady).LastTransitionTime.Time.Equal(t2) {
+	if !Changed(&b.Status, &c.Status) || !condition(c, kube.NodeReady).LastTransitionTime.Time.Equal(t2) {
 		t.Error("Ready going False is a change with a new transition time")
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // startAction creates and starts one container.
@@ -52,7 +52,7 @@ type podActions struct {
 
 // actionInput is everything computeActions looks at.
 type actionInput struct {
-	Pod *corev1.Pod
+	Pod *kube.Pod
 	Obs *podObs
 	// LivenessFailed and StartupFailed are keyed by container ID, as is
 	// Started (startup probe passed).
@@ -64,32 +64,32 @@ type actionInput struct {
 // containerHash is recorded on each container; a running container whose
 // hash no longer matches the spec is replaced. Of a pod's container fields,
 // only the image may change while the pod exists.
-func containerHash(c *corev1.Container) string {
+func containerHash(c *kube.Container) string {
 	h := fnv.New64a()
 	h.Write([]byte(c.Image))
 	return strconv.FormatUint(h.Sum64(), 16)
 }
 
-func restartPolicy(pod *corev1.Pod) corev1.RestartPolicy {
+func restartPolicy(pod *kube.Pod) kube.RestartPolicy {
 	if pod.Spec.RestartPolicy == "" {
-		return corev1.RestartPolicyAlways
+		return kube.RestartPolicyAlways
 	}
 	return pod.Spec.RestartPolicy
 }
 
 // shouldRestart applies the restart policy to an exited container.
-func shouldRestart(policy corev1.RestartPolicy, exitCode int32) bool {
+func shouldRestart(policy kube.RestartPolicy, exitCode int32) bool {
 	switch policy {
-	case corev1.RestartPolicyNever:
+	case kube.RestartPolicyNever:
 		return false
-	case corev1.RestartPolicyOnFailure:
+	case kube.RestartPolicyOnFailure:
 		return exitCode != 0
 	}
 	return true
 }
 
-func isTerminalPhase(p corev1.PodPhase) bool {
-	return p == corev1.PodSucceeded || p == corev1.PodFailed
+func isTerminalPhase(p kube.PodPhase) bool {
+	return p == kube.PodSucceeded || p == kube.PodFailed
 }
 
 // computeActions decides what one sync of a running (not terminating) pod
@@ -165,7 +165,7 @@ func computeActions(in actionInput) (a podActions) {
 			if c.ExitCode == 0 {
 				continue
 			}
-			if policy == corev1.RestartPolicyNever {
+			if policy == kube.RestartPolicyNever {
 				a.Terminal = true
 				a.StopSandboxes = append(a.StopSandboxes, sb.ID)
 				return a
@@ -234,15 +234,15 @@ func computeActions(in actionInput) (a podActions) {
 
 // isSidecar reports whether an init container is a sidecar (restartPolicy
 // Always): started in init order, then kept running for the pod's life.
-func isSidecar(c *corev1.Container) bool {
-	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+func isSidecar(c *kube.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == kube.ContainerRestartPolicyAlways
 }
 
 // sidecar handles one sidecar (its newest container in the current
 // sandbox is c) and reports whether it has started: running and past its
 // startup probe. An exited sidecar restarts, with back-off, whatever the
 // pod's restartPolicy.
-func (a *podActions) sidecar(in actionInput, spec *corev1.Container, index int, c *containerObs) bool {
+func (a *podActions) sidecar(in actionInput, spec *kube.Container, index int, c *containerObs) bool {
 	switch {
 	case c == nil:
 		a.start(in, spec.Name, true, index, false)
@@ -273,12 +273,12 @@ func (a *podActions) sidecar(in actionInput, spec *corev1.Container, index int, 
 // planNewSandbox handles a pod with no ready sandbox: a first start, a
 // sandbox that died (host reboot, containerd lost it), or a finished pod
 // whose sandbox was stopped.
-func planNewSandbox(a *podActions, in actionInput, policy corev1.RestartPolicy, old *sandboxObs) {
+func planNewSandbox(a *podActions, in actionInput, policy kube.RestartPolicy, old *sandboxObs) {
 	pod, obs := in.Pod, in.Obs
 	if old != nil && old.Ready {
 		a.StopSandboxes = append(a.StopSandboxes, old.ID)
 	}
-	if old != nil && policy == corev1.RestartPolicyNever && len(obs.Containers) > 0 {
+	if old != nil && policy == kube.RestartPolicyNever && len(obs.Containers) > 0 {
 		// It ran before and must not run again.
 		a.Terminal = true
 		return
@@ -286,7 +286,7 @@ func planNewSandbox(a *podActions, in actionInput, policy corev1.RestartPolicy, 
 	var regular []int
 	for i := range pod.Spec.Containers {
 		ct := &pod.Spec.Containers[i]
-		if policy == corev1.RestartPolicyOnFailure {
+		if policy == kube.RestartPolicyOnFailure {
 			if c := obs.newest(ct.Name, "", 0); c != nil && c.State == stateExited && c.ExitCode == 0 {
 				continue
 			}
@@ -312,7 +312,7 @@ func planNewSandbox(a *podActions, in actionInput, policy corev1.RestartPolicy, 
 }
 
 // initDone reports whether every init container's newest run succeeded.
-func initDone(pod *corev1.Pod, obs *podObs) bool {
+func initDone(pod *kube.Pod, obs *podObs) bool {
 	for i := range pod.Spec.InitContainers {
 		if isSidecar(&pod.Spec.InitContainers[i]) {
 			continue
@@ -358,7 +358,7 @@ func (a *podActions) start(in actionInput, name string, init bool, index int, sp
 
 // storedRestartCount returns the restart count of a container the Source's
 // pod status reports as having run.
-func storedRestartCount(pod *corev1.Pod, name string, init bool) (uint32, bool) {
+func storedRestartCount(pod *kube.Pod, name string, init bool) (uint32, bool) {
 	list := pod.Status.ContainerStatuses
 	if init {
 		list = pod.Status.InitContainerStatuses
@@ -375,7 +375,7 @@ func storedRestartCount(pod *corev1.Pod, name string, init bool) (uint32, bool) 
 // container but the newest and the newest exited one (which gives lastState
 // and `kubectl logs --previous`); containers of names the spec does not
 // have; and old sandboxes that are down and empty.
-func gc(a *podActions, pod *corev1.Pod, obs *podObs) {
+func gc(a *podActions, pod *kube.Pod, obs *podObs) {
 	known := map[string]bool{}
 	for _, c := range pod.Spec.InitContainers {
 		known[c.Name] = true

@@ -7,26 +7,25 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
-func testPod(policy corev1.RestartPolicy, inits []string, names ...string) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u1"}}
+func testPod(policy kube.RestartPolicy, inits []string, names ...string) *kube.Pod {
+	p := &kube.Pod{ObjectMeta: kube.ObjectMeta{Name: "p", Namespace: "ns", UID: "u1"}}
 	p.Spec.RestartPolicy = policy
 	for _, n := range inits {
-		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: n, Image: "img:" + n})
+		p.Spec.InitContainers = append(p.Spec.InitContainers, kube.Container{Name: n, Image: "img:" + n})
 	}
 	for _, n := range names {
-		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: n, Image: "img:" + n})
+		p.Spec.Containers = append(p.Spec.Containers, kube.Container{Name: n, Image: "img:" + n})
 	}
 	return p
 }
 
 // ctr builds an observed container of pod p in sandbox sb.
-func ctr(p *corev1.Pod, id, sb, name string, attempt uint32, state containerState, exit int32, ranFor time.Duration, step int) containerObs {
+func ctr(p *kube.Pod, id, sb, name string, attempt uint32, state containerState, exit int32, ranFor time.Duration, step int) containerObs {
 	spec, _ := specOf(p, name)
 	hash := "stale"
 	if spec != nil {
@@ -72,16 +71,16 @@ func summarize(a podActions) summary {
 }
 
 func TestComputeActions(t *testing.T) {
-	always := testPod(corev1.RestartPolicyAlways, nil, "a", "b")
-	never := testPod(corev1.RestartPolicyNever, nil, "a")
-	onFailure := testPod(corev1.RestartPolicyOnFailure, nil, "a")
-	withInit := testPod(corev1.RestartPolicyAlways, []string{"i1", "i2"}, "a")
-	terminalPod := testPod(corev1.RestartPolicyAlways, nil, "a")
-	terminalPod.Status.Phase = corev1.PodSucceeded
+	always := testPod(kube.RestartPolicyAlways, nil, "a", "b")
+	never := testPod(kube.RestartPolicyNever, nil, "a")
+	onFailure := testPod(kube.RestartPolicyOnFailure, nil, "a")
+	withInit := testPod(kube.RestartPolicyAlways, []string{"i1", "i2"}, "a")
+	terminalPod := testPod(kube.RestartPolicyAlways, nil, "a")
+	terminalPod.Status.Phase = kube.PodSucceeded
 
 	cases := []struct {
 		name     string
-		pod      *corev1.Pod
+		pod      *kube.Pod
 		obs      podObs
 		now      time.Time
 		liveness map[string]bool
@@ -224,9 +223,9 @@ func TestComputeActions(t *testing.T) {
 		},
 		{
 			name: "a failed init container with restartPolicy Never fails the pod",
-			pod: func() *corev1.Pod {
-				p := withInit.DeepCopy()
-				p.Spec.RestartPolicy = corev1.RestartPolicyNever
+			pod: func() *kube.Pod {
+				p := kube.DeepCopy(withInit)
+				p.Spec.RestartPolicy = kube.RestartPolicyNever
 				return p
 			}(),
 			obs: podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
@@ -301,18 +300,18 @@ func TestComputeActions(t *testing.T) {
 }
 
 func TestSidecarActions(t *testing.T) {
-	always := corev1.ContainerRestartPolicyAlways
-	pod := func(policy corev1.RestartPolicy) *corev1.Pod {
+	always := kube.ContainerRestartPolicyAlways
+	pod := func(policy kube.RestartPolicy) *kube.Pod {
 		p := testPod(policy, []string{"proxy", "setup"}, "main")
 		p.Spec.InitContainers[0].RestartPolicy = &always
 		return p
 	}
-	never := pod(corev1.RestartPolicyNever)
-	withStartup := pod(corev1.RestartPolicyAlways)
-	withStartup.Spec.InitContainers[0].StartupProbe = &corev1.Probe{}
+	never := pod(kube.RestartPolicyNever)
+	withStartup := pod(kube.RestartPolicyAlways)
+	withStartup.Spec.InitContainers[0].StartupProbe = &kube.Probe{}
 	cases := []struct {
 		name    string
-		pod     *corev1.Pod
+		pod     *kube.Pod
 		obs     podObs
 		started map[string]bool
 		want    summary
@@ -349,7 +348,7 @@ func TestSidecarActions(t *testing.T) {
 }
 
 func TestCrashLoopRequeueAt(t *testing.T) {
-	p := testPod(corev1.RestartPolicyAlways, nil, "a")
+	p := testPod(kube.RestartPolicyAlways, nil, "a")
 	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{ctr(p, "c2", "s1", "a", 3, stateExited, 1, time.Second, 3)}}
 	a := computeActions(actionInput{Pod: p, Obs: &obs, Now: t0.Add(4 * time.Second), Backoff: BackoffPolicy{}.withDefaults()})
 	// Step 4 waits 40 s after the finish at t0+3s+1s.
@@ -362,7 +361,7 @@ func TestCrashLoopRequeueAt(t *testing.T) {
 }
 
 func TestTerminationActions(t *testing.T) {
-	p := testPod(corev1.RestartPolicyAlways, nil, "a", "b")
+	p := testPod(kube.RestartPolicyAlways, nil, "a", "b")
 	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
 		ctr(p, "c1", "s1", "a", 0, stateRunning, 0, 0, 0), ctr(p, "c2", "s1", "b", 0, stateExited, 0, time.Second, 0)}}
 	a, done := terminationActions(&obs)
@@ -378,8 +377,8 @@ func TestTerminationActions(t *testing.T) {
 
 func TestRestartCountContinuesFromStoredStatus(t *testing.T) {
 	// CRI lost the containers (image store wiped) but the cloud saw 4 restarts.
-	p := testPod(corev1.RestartPolicyAlways, nil, "a")
-	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "a", ContainerID: "containerd://old", RestartCount: 4}}
+	p := testPod(kube.RestartPolicyAlways, nil, "a")
+	p.Status.ContainerStatuses = []kube.ContainerStatus{{Name: "a", ContainerID: "containerd://old", RestartCount: 4}}
 	obs := podObs{}
 	a := computeActions(actionInput{Pod: p, Obs: &obs, Now: t0, Backoff: BackoffPolicy{}.withDefaults()})
 	if len(a.Start) != 1 || a.Start[0].Attempt != 5 {

@@ -11,9 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/verge-edge/verge/internal/protocol/kube"
+	"github.com/verge-edge/verge/internal/protocol/kube/kubeconv"
 	"github.com/verge-edge/verge/internal/testenv"
 )
 
@@ -31,7 +32,7 @@ type apiSink struct {
 	errs   []error
 }
 
-func (s *apiSink) PodStatus(name types.NamespacedName, uid types.UID, st corev1.PodStatus) {
+func (s *apiSink) PodStatus(name types.NamespacedName, uid types.UID, st kube.PodStatus) {
 	s.recSink.PodStatus(name, uid, st)
 	ctx := context.Background()
 	pod, err := s.client.CoreV1().Pods(name.Namespace).Get(ctx, name.Name, metav1.GetOptions{})
@@ -41,13 +42,13 @@ func (s *apiSink) PodStatus(name types.NamespacedName, uid types.UID, st corev1.
 		}
 		return
 	}
-	pod.Status = st
+	pod.Status = statusToAPI(st)
 	updated, err := s.client.CoreV1().Pods(name.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 	if err != nil {
 		s.fail(fmt.Errorf("the API server rejected the status of %s: %w", name, err))
 		return
 	}
-	s.src.putPod(updated)
+	s.src.putPod(toEdge(updated))
 }
 
 func (s *apiSink) PodTerminated(name types.NamespacedName, uid types.UID) {
@@ -87,37 +88,39 @@ func TestStatusesAcceptedByTheAPIServer(t *testing.T) {
 		rootCA, err = client.CoreV1().ConfigMaps(ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
 	})
-	src.putConfigMap(rootCA)
+	var edgeCA kube.ConfigMap
+	kubeconv.Must(rootCA, &edgeCA)
+	src.putConfigMap(&edgeCA)
 
 	sink := &apiSink{recSink: newSink(), client: client, src: src}
 	cfg := runtimeConfig(t, e, "edge-api")
 	n := startRuntime(t, cfg, src, sink)
 	sink.rt = n.rt.Trigger
 
-	create := func(p *corev1.Pod) *corev1.Pod {
+	create := func(p *kube.Pod) *kube.Pod {
 		t.Helper()
 		p.Namespace, p.UID = ns, ""
-		created, err := client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+		created, err := client.CoreV1().Pods(ns).Create(ctx, toAPI(p), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.add(created)
-		return created
+		n.add(toEdge(created))
+		return toEdge(created)
 	}
-	web := create(n.pod("web", corev1.Container{Name: "web", Image: e.images.App, Args: []string{"serve", "-addr", ":8080"},
-		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1}}))
-	crasher := create(n.pod("crasher", corev1.Container{Name: "crash", Image: e.images.App, Args: []string{"crash", "-code", "2"}}))
-	jobPod := n.pod("job", corev1.Container{Name: "main", Image: e.images.App, Args: []string{"exit", "0"}})
-	jobPod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: e.images.App, Args: []string{"exit", "0"}}}
-	jobPod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	web := create(n.pod("web", kube.Container{Name: "web", Image: e.images.App, Args: []string{"serve", "-addr", ":8080"},
+		ReadinessProbe: &kube.Probe{ProbeHandler: kube.ProbeHandler{HTTPGet: &kube.HTTPGetAction{Path: "/healthz", Port: kube.FromInt32(8080)}}, PeriodSeconds: 1}}))
+	crasher := create(n.pod("crasher", kube.Container{Name: "crash", Image: e.images.App, Args: []string{"crash", "-code", "2"}}))
+	jobPod := n.pod("job", kube.Container{Name: "main", Image: e.images.App, Args: []string{"exit", "0"}})
+	jobPod.Spec.InitContainers = []kube.Container{{Name: "init", Image: e.images.App, Args: []string{"exit", "0"}}}
+	jobPod.Spec.RestartPolicy = kube.RestartPolicyNever
 	job := create(jobPod)
 
-	apiStatus := func(p *corev1.Pod) corev1.PodStatus {
+	apiStatus := func(p *kube.Pod) kube.PodStatus {
 		got, err := client.CoreV1().Pods(ns).Get(ctx, p.Name, metav1.GetOptions{})
 		if err != nil {
-			return corev1.PodStatus{}
+			return kube.PodStatus{}
 		}
-		return got.Status
+		return toEdge(got).Status
 	}
 	waitFor(t, 90*time.Second, "web Ready in the API", func() (bool, string) {
 		st := apiStatus(web)
@@ -129,7 +132,7 @@ func TestStatusesAcceptedByTheAPIServer(t *testing.T) {
 	})
 	waitFor(t, 60*time.Second, "job Succeeded in the API", func() (bool, string) {
 		st := apiStatus(job)
-		return st.Phase == corev1.PodSucceeded, describe(st)
+		return st.Phase == kube.PodSucceeded, describe(st)
 	})
 
 	// Graceful deletion in the cloud reaches the edge; once the pod has
@@ -142,7 +145,7 @@ func TestStatusesAcceptedByTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.add(deleting)
+	n.add(toEdge(deleting))
 	waitFor(t, 30*time.Second, "web gone from the API", func() (bool, string) {
 		_, err := client.CoreV1().Pods(ns).Get(ctx, web.Name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
@@ -153,4 +156,21 @@ func TestStatusesAcceptedByTheAPIServer(t *testing.T) {
 	for _, err := range sink.errs {
 		t.Error(err)
 	}
+}
+
+// toAPI and toEdge cross between the API server's objects and the edge's.
+func toAPI(p *kube.Pod) *corev1.Pod {
+	var out corev1.Pod
+	kubeconv.Must(p, &out)
+	return &out
+}
+
+func toEdge(p *corev1.Pod) *kube.Pod {
+	var out kube.Pod
+	kubeconv.Must(p, &out)
+	return &out
+}
+
+func statusToAPI(st kube.PodStatus) corev1.PodStatus {
+	return toAPI(&kube.Pod{Status: st}).Status
 }

@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 )
@@ -36,11 +35,11 @@ func BenchmarkIdleTenPodsRSS(b *testing.B) {
 		b.Fatalf("building idlenode: %v\n%s", err, out)
 	}
 	e := newEnv(b, "idle")
-	var pods []*corev1.Pod
+	var pods []*kube.Pod
 	for i := range 10 {
 		n := &node{name: "edge-idle"}
-		p := n.pod(fmt.Sprintf("idle-%d", i), corev1.Container{Name: "web", Image: e.images.App, Args: []string{"serve", "-addr", ":8080"},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 10}})
+		p := n.pod(fmt.Sprintf("idle-%d", i), kube.Container{Name: "web", Image: e.images.App, Args: []string{"serve", "-addr", ":8080"},
+			ReadinessProbe: &kube.Probe{ProbeHandler: kube.ProbeHandler{HTTPGet: &kube.HTTPGetAction{Path: "/healthz", Port: kube.FromInt32(8080)}}, PeriodSeconds: 10}})
 		pods = append(pods, p)
 	}
 	data, _ := json.Marshal(pods)
@@ -115,13 +114,13 @@ func BenchmarkPodStartLatency(b *testing.B) {
 	}
 	n := startRuntime(b, cfg, newSource(), newSink())
 	// Warm up: the first pod pulls the image.
-	warm := n.pod("warm", corev1.Container{Name: "c", Image: e.images.App, Args: []string{"sleep"}})
+	warm := n.pod("warm", kube.Container{Name: "c", Image: e.images.App, Args: []string{"sleep"}})
 	n.add(warm)
 	waitStatus(b, n.sink, warm.UID, 2*time.Minute, "warm-up pod Running", running)
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
-		p := n.pod(fmt.Sprintf("p%d", i), corev1.Container{Name: "c", Image: e.images.App, Args: []string{"sleep"}})
+		p := n.pod(fmt.Sprintf("p%d", i), kube.Container{Name: "c", Image: e.images.App, Args: []string{"sleep"}})
 		start := time.Now()
 		n.add(p)
 		waitStatus(b, n.sink, p.UID, time.Minute, "Running", running)

@@ -2,6 +2,7 @@ package podruntime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,10 +12,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // Config configures a Runtime.
@@ -58,7 +59,7 @@ type Config struct {
 	ContainerLogMaxFiles int
 	// Allocatable is what resourceFieldRef reports for a limit the
 	// container does not set; default: the host's CPUs and memory.
-	Allocatable corev1.ResourceList
+	Allocatable kube.ResourceList
 	// Metrics, if set, receives the runtime's metrics.
 	Metrics prometheus.Registerer
 	// Clock reads the time for status and back-off decisions; default real.
@@ -69,11 +70,11 @@ type Config struct {
 type Source interface {
 	// Pods returns the pods bound to this node, including those with a
 	// deletionTimestamp. An error (never an empty list) when it cannot.
-	Pods(ctx context.Context) ([]*corev1.Pod, error)
-	// ConfigMap and Secret return a NotFound error (apierrors.IsNotFound)
+	Pods(ctx context.Context) ([]*kube.Pod, error)
+	// ConfigMap and Secret return an error wrapping ErrNotFound
 	// for objects that do not exist.
-	ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
-	Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error)
+	ConfigMap(ctx context.Context, namespace, name string) (*kube.ConfigMap, error)
+	Secret(ctx context.Context, namespace, name string) (*kube.Secret, error)
 	// ServiceAccountToken returns a bound token for a pod's projected
 	// volume.
 	ServiceAccountToken(ctx context.Context, namespace, podName, serviceAccount string, audiences []string, expirationSeconds int64) (string, error)
@@ -82,13 +83,13 @@ type Source interface {
 // Sink receives what the runtime observes.
 type Sink interface {
 	// PodStatus is called when the pod's status changed.
-	PodStatus(pod types.NamespacedName, uid types.UID, status corev1.PodStatus)
+	PodStatus(pod types.NamespacedName, uid types.UID, status kube.PodStatus)
 	// PodTerminated is called when a pod with a deletionTimestamp has no
 	// running containers and its sandbox is stopped: the cloud may delete
 	// it now.
 	PodTerminated(pod types.NamespacedName, uid types.UID)
 	// Event reports something an operator should see.
-	Event(ref corev1.ObjectReference, eventType, reason, message string)
+	Event(ref kube.ObjectReference, eventType, reason, message string)
 }
 
 // ConfigError is a configuration mistake; its message says what to fix.
@@ -154,18 +155,22 @@ func (c Config) Validate() error {
 }
 
 // hostAllocatable reads the host's CPUs and memory.
-func hostAllocatable() corev1.ResourceList {
-	rl := corev1.ResourceList{
-		corev1.ResourceCPU: *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI),
+func hostAllocatable() kube.ResourceList {
+	rl := kube.ResourceList{
+		kube.ResourceCPU: *kube.NewQuantity(int64(runtime.NumCPU()), kube.DecimalSI),
 	}
 	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			var kb int64
 			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
-				rl[corev1.ResourceMemory] = *resource.NewQuantity(kb*1024, resource.BinarySI)
+				rl[kube.ResourceMemory] = *kube.NewQuantity(kb*1024, kube.BinarySI)
 				break
 			}
 		}
 	}
 	return rl
 }
+
+// ErrNotFound is what Source.ConfigMap and Source.Secret wrap for an
+// object that does not exist.
+var ErrNotFound = errors.New("not found")

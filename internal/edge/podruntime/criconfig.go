@@ -6,8 +6,9 @@ import (
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // sandboxOpts are the node-level inputs of a sandbox configuration.
@@ -21,27 +22,27 @@ type sandboxOpts struct {
 
 // podLogDir is where the pod's container logs go: the kubelet's layout,
 // <PodLogDir>/<namespace>_<name>_<uid>/<container>/<restartCount>.log.
-func podLogDir(root string, pod *corev1.Pod) string {
+func podLogDir(root string, pod *kube.Pod) string {
 	return filepath.Join(root, pod.Namespace+"_"+pod.Name+"_"+string(pod.UID))
 }
 
-func podCgroup(parent string, pod *corev1.Pod) string {
+func podCgroup(parent string, pod *kube.Pod) string {
 	return strings.TrimSuffix(parent, "/") + "/pod" + string(pod.UID)
 }
 
-func gracePeriod(pod *corev1.Pod) int64 {
+func gracePeriod(pod *kube.Pod) int64 {
 	if pod.DeletionGracePeriodSeconds != nil {
 		return *pod.DeletionGracePeriodSeconds
 	}
 	if pod.Spec.TerminationGracePeriodSeconds != nil {
 		return *pod.Spec.TerminationGracePeriodSeconds
 	}
-	return corev1.DefaultTerminationGracePeriodSeconds
+	return kube.DefaultTerminationGracePeriodSeconds
 }
 
 // buildSandboxConfig returns the CRI sandbox configuration of a pod and a
 // warning for the operator (empty if none).
-func buildSandboxConfig(pod *corev1.Pod, attempt uint32, o sandboxOpts) (*runtimeapi.PodSandboxConfig, string) {
+func buildSandboxConfig(pod *kube.Pod, attempt uint32, o sandboxOpts) (*runtimeapi.PodSandboxConfig, string) {
 	annotations := make(map[string]string, len(pod.Annotations)+1)
 	for k, v := range pod.Annotations {
 		annotations[k] = v
@@ -86,18 +87,18 @@ func buildSandboxConfig(pod *corev1.Pod, attempt uint32, o sandboxOpts) (*runtim
 	return cfg, warning
 }
 
-func protocolOf(p corev1.Protocol) runtimeapi.Protocol {
+func protocolOf(p kube.Protocol) runtimeapi.Protocol {
 	switch p {
-	case corev1.ProtocolUDP:
+	case kube.ProtocolUDP:
 		return runtimeapi.Protocol_UDP
-	case corev1.ProtocolSCTP:
+	case kube.ProtocolSCTP:
 		return runtimeapi.Protocol_SCTP
 	}
 	return runtimeapi.Protocol_TCP
 }
 
 // podHostname is spec.hostname or the pod name, cut to a DNS label.
-func podHostname(pod *corev1.Pod) string {
+func podHostname(pod *kube.Pod) string {
 	h := pod.Spec.Hostname
 	if h == "" {
 		h = pod.Name
@@ -111,18 +112,18 @@ func podHostname(pod *corev1.Pod) string {
 // dnsConfig follows dnsPolicy. Without cluster DNS servers, ClusterFirst
 // falls back to the host's resolver (nil: containerd copies the host's
 // resolv.conf), with a warning.
-func dnsConfig(pod *corev1.Pod, clusterDNS []string, domain string) (*runtimeapi.DNSConfig, string) {
+func dnsConfig(pod *kube.Pod, clusterDNS []string, domain string) (*runtimeapi.DNSConfig, string) {
 	policy := pod.Spec.DNSPolicy
 	if policy == "" {
-		policy = corev1.DNSClusterFirst
+		policy = kube.DNSClusterFirst
 	}
 	var cfg *runtimeapi.DNSConfig
 	warning := ""
 	switch policy {
-	case corev1.DNSNone:
+	case kube.DNSNone:
 		cfg = &runtimeapi.DNSConfig{}
-	case corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet:
-		if pod.Spec.HostNetwork && policy == corev1.DNSClusterFirst {
+	case kube.DNSClusterFirst, kube.DNSClusterFirstWithHostNet:
+		if pod.Spec.HostNetwork && policy == kube.DNSClusterFirst {
 			break
 		}
 		if len(clusterDNS) == 0 {
@@ -170,7 +171,7 @@ func mergeOption(opts []string, opt string) []string {
 	return append(opts, opt)
 }
 
-func namespaceOptions(pod *corev1.Pod) *runtimeapi.NamespaceOption {
+func namespaceOptions(pod *kube.Pod) *runtimeapi.NamespaceOption {
 	ns := &runtimeapi.NamespaceOption{
 		Network: runtimeapi.NamespaceMode_POD,
 		Pid:     runtimeapi.NamespaceMode_CONTAINER,
@@ -190,7 +191,7 @@ func namespaceOptions(pod *corev1.Pod) *runtimeapi.NamespaceOption {
 	return ns
 }
 
-func sandboxSecurity(pod *corev1.Pod) *runtimeapi.LinuxSandboxSecurityContext {
+func sandboxSecurity(pod *kube.Pod) *runtimeapi.LinuxSandboxSecurityContext {
 	sc := &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: namespaceOptions(pod)}
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		if psc.RunAsUser != nil {
@@ -201,7 +202,7 @@ func sandboxSecurity(pod *corev1.Pod) *runtimeapi.LinuxSandboxSecurityContext {
 		}
 		sc.SupplementalGroups = supplementalGroups(psc)
 	}
-	for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+	for _, c := range append(append([]kube.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
 		if c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged {
 			sc.Privileged = true
 		}
@@ -209,7 +210,7 @@ func sandboxSecurity(pod *corev1.Pod) *runtimeapi.LinuxSandboxSecurityContext {
 	return sc
 }
 
-func supplementalGroups(psc *corev1.PodSecurityContext) []int64 {
+func supplementalGroups(psc *kube.PodSecurityContext) []int64 {
 	groups := append([]int64(nil), psc.SupplementalGroups...)
 	if psc.FSGroup != nil {
 		groups = append(groups, *psc.FSGroup)
@@ -232,7 +233,7 @@ func defaultReadonlyPaths() []string {
 	return []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 }
 
-func containerSecurity(pod *corev1.Pod, c *corev1.Container) *runtimeapi.LinuxContainerSecurityContext {
+func containerSecurity(pod *kube.Pod, c *kube.Container) *runtimeapi.LinuxContainerSecurityContext {
 	sc := &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: namespaceOptions(pod)}
 	psc := pod.Spec.SecurityContext
 	csc := c.SecurityContext
@@ -272,7 +273,7 @@ func containerSecurity(pod *corev1.Pod, c *corev1.Container) *runtimeapi.LinuxCo
 				sc.Capabilities.DropCapabilities = append(sc.Capabilities.DropCapabilities, string(d))
 			}
 		}
-		if csc.ProcMount != nil && *csc.ProcMount == corev1.UnmaskedProcMount {
+		if csc.ProcMount != nil && *csc.ProcMount == kube.UnmaskedProcMount {
 			unmasked = true
 		}
 	}
@@ -293,10 +294,10 @@ const (
 // linuxResources maps requests and limits onto cgroup settings: CPU
 // requests become shares, CPU limits a CFS quota over a 100 ms period, the
 // memory limit a hard limit; the OOM score follows the QoS class.
-func linuxResources(pod *corev1.Pod, c *corev1.Container, memCapacity int64) *runtimeapi.LinuxContainerResources {
+func linuxResources(pod *kube.Pod, c *kube.Container, memCapacity int64) *runtimeapi.LinuxContainerResources {
 	r := &runtimeapi.LinuxContainerResources{}
-	cpuReq, hasReq := c.Resources.Requests[corev1.ResourceCPU]
-	cpuLim, hasLim := c.Resources.Limits[corev1.ResourceCPU]
+	cpuReq, hasReq := c.Resources.Requests[kube.ResourceCPU]
+	cpuLim, hasLim := c.Resources.Limits[kube.ResourceCPU]
 	if !hasReq && hasLim {
 		cpuReq, hasReq = cpuLim, true
 	}
@@ -310,13 +311,13 @@ func linuxResources(pod *corev1.Pod, c *corev1.Container, memCapacity int64) *ru
 		r.CpuPeriod = period
 		r.CpuQuota = max(cpuLim.MilliValue()*period/1000, 1000)
 	}
-	if m, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+	if m, ok := c.Resources.Limits[kube.ResourceMemory]; ok {
 		r.MemoryLimitInBytes = m.Value()
 	}
 	switch qosClass(pod) {
-	case corev1.PodQOSGuaranteed:
+	case kube.PodQOSGuaranteed:
 		r.OomScoreAdj = guaranteedOOMScoreAdj
-	case corev1.PodQOSBestEffort:
+	case kube.PodQOSBestEffort:
 		r.OomScoreAdj = bestEffortOOMScoreAdj
 	default:
 		adj := int64(bestEffortOOMScoreAdj)
@@ -331,8 +332,8 @@ func linuxResources(pod *corev1.Pod, c *corev1.Container, memCapacity int64) *ru
 
 // containerBuild is the input of buildContainerConfig.
 type containerBuild struct {
-	Pod         *corev1.Pod
-	C           *corev1.Container
+	Pod         *kube.Pod
+	C           *kube.Container
 	Init        bool
 	Attempt     uint32
 	Step        int
@@ -401,14 +402,14 @@ func buildContainerConfig(b containerBuild) *runtimeapi.ContainerConfig {
 	}
 }
 
-func propagationOf(p *corev1.MountPropagationMode) runtimeapi.MountPropagation {
+func propagationOf(p *kube.MountPropagationMode) runtimeapi.MountPropagation {
 	if p == nil {
 		return runtimeapi.MountPropagation_PROPAGATION_PRIVATE
 	}
 	switch *p {
-	case corev1.MountPropagationHostToContainer:
+	case kube.MountPropagationHostToContainer:
 		return runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER
-	case corev1.MountPropagationBidirectional:
+	case kube.MountPropagationBidirectional:
 		return runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL
 	}
 	return runtimeapi.MountPropagation_PROPAGATION_PRIVATE

@@ -11,7 +11,7 @@
 //     stopped and its containers, sandboxes and volumes removed. It must
 //     return an error — never an empty list — when the store cannot answer.
 //   - Source.ConfigMap/Secret return the objects pods reference (a missing
-//     one as an error for which apierrors.IsNotFound is true);
+//     one as an error wrapping ErrNotFound);
 //     Source.ServiceAccountToken returns a token for projected volumes.
 //   - Sink.PodStatus is called when a pod's computed status differs from the
 //     last one reported (or, after a restart, from the status the Source's

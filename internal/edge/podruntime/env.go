@@ -2,28 +2,27 @@ package podruntime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // objectGetter reads the ConfigMaps and Secrets pods reference.
 type objectGetter interface {
-	ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
-	Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error)
+	ConfigMap(ctx context.Context, namespace, name string) (*kube.ConfigMap, error)
+	Secret(ctx context.Context, namespace, name string) (*kube.Secret, error)
 }
 
 // podFacts are the values the downward API exposes besides the pod object.
 type podFacts struct {
 	PodIPs      []string
 	NodeIP      string
-	Allocatable corev1.ResourceList
+	Allocatable kube.ResourceList
 }
 
 // configError is a pod configuration problem (a missing ConfigMap key, an
@@ -45,7 +44,7 @@ type envVar struct{ Name, Value string }
 // earlier one), with $(VAR) references in values expanded from the
 // variables defined before them. Order is first definition.
 // Warnings name skipped keys (not valid variable names).
-func makeEnv(ctx context.Context, get objectGetter, pod *corev1.Pod, c *corev1.Container, facts podFacts) (vars []envVar, warnings []string, err error) {
+func makeEnv(ctx context.Context, get objectGetter, pod *kube.Pod, c *kube.Container, facts podFacts) (vars []envVar, warnings []string, err error) {
 	index := map[string]int{}
 	set := func(name, value string) {
 		if i, ok := index[name]; ok {
@@ -69,7 +68,7 @@ func makeEnv(ctx context.Context, get objectGetter, pod *corev1.Pod, c *corev1.C
 			optional := from.ConfigMapRef.Optional != nil && *from.ConfigMapRef.Optional
 			cm, err := get.ConfigMap(ctx, pod.Namespace, from.ConfigMapRef.Name)
 			if err != nil {
-				if apierrors.IsNotFound(err) && optional {
+				if errors.Is(err, ErrNotFound) && optional {
 					continue
 				}
 				return nil, nil, refError("configmap", from.ConfigMapRef.Name, err)
@@ -79,7 +78,7 @@ func makeEnv(ctx context.Context, get objectGetter, pod *corev1.Pod, c *corev1.C
 			optional := from.SecretRef.Optional != nil && *from.SecretRef.Optional
 			s, err := get.Secret(ctx, pod.Namespace, from.SecretRef.Name)
 			if err != nil {
-				if apierrors.IsNotFound(err) && optional {
+				if errors.Is(err, ErrNotFound) && optional {
 					continue
 				}
 				return nil, nil, refError("secret", from.SecretRef.Name, err)
@@ -128,7 +127,7 @@ func makeEnv(ctx context.Context, get objectGetter, pod *corev1.Pod, c *corev1.C
 }
 
 func refError(kind, name string, err error) error {
-	if apierrors.IsNotFound(err) {
+	if errors.Is(err, ErrNotFound) {
 		return configErrorf("%s %q not found", kind, name)
 	}
 	return fmt.Errorf("reading %s %q: %w", kind, name, err)
@@ -150,7 +149,7 @@ func validEnvName(s string) bool {
 
 // envValueFrom resolves one valueFrom; ok is false for an optional
 // reference that does not resolve (the variable is then not set).
-func envValueFrom(ctx context.Context, get objectGetter, pod *corev1.Pod, c *corev1.Container, e *corev1.EnvVar, facts podFacts) (string, bool, error) {
+func envValueFrom(ctx context.Context, get objectGetter, pod *kube.Pod, c *kube.Container, e *kube.EnvVar, facts podFacts) (string, bool, error) {
 	src := e.ValueFrom
 	switch {
 	case src.FieldRef != nil:
@@ -176,7 +175,7 @@ func envValueFrom(ctx context.Context, get objectGetter, pod *corev1.Pod, c *cor
 		optional := ref.Optional != nil && *ref.Optional
 		cm, err := get.ConfigMap(ctx, pod.Namespace, ref.Name)
 		if err != nil {
-			if apierrors.IsNotFound(err) && optional {
+			if errors.Is(err, ErrNotFound) && optional {
 				return "", false, nil
 			}
 			return "", false, refError("configmap", ref.Name, err)
@@ -196,7 +195,7 @@ func envValueFrom(ctx context.Context, get objectGetter, pod *corev1.Pod, c *cor
 		optional := ref.Optional != nil && *ref.Optional
 		s, err := get.Secret(ctx, pod.Namespace, ref.Name)
 		if err != nil {
-			if apierrors.IsNotFound(err) && optional {
+			if errors.Is(err, ErrNotFound) && optional {
 				return "", false, nil
 			}
 			return "", false, refError("secret", ref.Name, err)
@@ -212,7 +211,7 @@ func envValueFrom(ctx context.Context, get objectGetter, pod *corev1.Pod, c *cor
 	return "", false, configErrorf("env %s: valueFrom source is not supported at the edge (supported: fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef)", e.Name)
 }
 
-func findContainer(pod *corev1.Pod, name string) *corev1.Container {
+func findContainer(pod *kube.Pod, name string) *kube.Container {
 	for i := range pod.Spec.Containers {
 		if pod.Spec.Containers[i].Name == name {
 			return &pod.Spec.Containers[i]
@@ -228,7 +227,7 @@ func findContainer(pod *corev1.Pod, name string) *corev1.Container {
 
 // fieldValue resolves a downward-API field path. Whole label and
 // annotation maps are allowed only in volumes.
-func fieldValue(pod *corev1.Pod, path string, facts podFacts, volume bool) (string, error) {
+func fieldValue(pod *kube.Pod, path string, facts podFacts, volume bool) (string, error) {
 	if k, ok := subscript(path, "metadata.labels"); ok {
 		return pod.Labels[k], nil
 	}
@@ -300,22 +299,22 @@ func formatMap(m map[string]string) string {
 // resourceValue resolves a resourceFieldRef for container c: a limit the
 // container does not set is the node's allocatable amount; values are
 // divided by the divisor and rounded up.
-func resourceValue(ref *corev1.ResourceFieldSelector, c *corev1.Container, allocatable corev1.ResourceList) (string, error) {
+func resourceValue(ref *kube.ResourceFieldSelector, c *kube.Container, allocatable kube.ResourceList) (string, error) {
 	divisor := ref.Divisor
 	if divisor.IsZero() {
-		divisor = resource.MustParse("1")
+		divisor = kube.MustParse("1")
 	}
-	var q resource.Quantity
+	var q kube.Quantity
 	var found bool
 	switch ref.Resource {
 	case "limits.cpu", "limits.memory", "limits.ephemeral-storage":
-		name := corev1.ResourceName(strings.TrimPrefix(ref.Resource, "limits."))
+		name := kube.ResourceName(strings.TrimPrefix(ref.Resource, "limits."))
 		q, found = c.Resources.Limits[name]
 		if !found {
 			q, found = allocatable[name]
 		}
 	case "requests.cpu", "requests.memory", "requests.ephemeral-storage":
-		name := corev1.ResourceName(strings.TrimPrefix(ref.Resource, "requests."))
+		name := kube.ResourceName(strings.TrimPrefix(ref.Resource, "requests."))
 		q, found = c.Resources.Requests[name]
 	default:
 		return "", fmt.Errorf("resource %q is not supported (use limits.* or requests.* of cpu, memory or ephemeral-storage)", ref.Resource)

@@ -3,35 +3,32 @@ package podruntime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // objects is an in-memory objectGetter.
 type objects struct {
-	cms     map[string]*corev1.ConfigMap
-	secrets map[string]*corev1.Secret
+	cms     map[string]*kube.ConfigMap
+	secrets map[string]*kube.Secret
 }
 
-func (o objects) ConfigMap(_ context.Context, ns, name string) (*corev1.ConfigMap, error) {
+func (o objects) ConfigMap(_ context.Context, ns, name string) (*kube.ConfigMap, error) {
 	if cm, ok := o.cms[ns+"/"+name]; ok {
 		return cm, nil
 	}
-	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "configmaps"}, name)
+	return nil, fmt.Errorf("%s %q: %w", "configmaps", name, ErrNotFound)
 }
 
-func (o objects) Secret(_ context.Context, ns, name string) (*corev1.Secret, error) {
+func (o objects) Secret(_ context.Context, ns, name string) (*kube.Secret, error) {
 	if s, ok := o.secrets[ns+"/"+name]; ok {
 		return s, nil
 	}
-	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, name)
+	return nil, fmt.Errorf("%s %q: %w", "secrets", name, ErrNotFound)
 }
 
 func TestExpand(t *testing.T) {
@@ -60,42 +57,42 @@ func TestExpand(t *testing.T) {
 func TestMakeEnv(t *testing.T) {
 	opt := true
 	objs := objects{
-		cms:     map[string]*corev1.ConfigMap{"ns/cfg": {Data: map[string]string{"b": "2", "a": "1", "bad=key": "x"}}},
-		secrets: map[string]*corev1.Secret{"ns/sec": {Data: map[string][]byte{"pw": []byte("hunter2")}}},
+		cms:     map[string]*kube.ConfigMap{"ns/cfg": {Data: map[string]string{"b": "2", "a": "1", "bad=key": "x"}}},
+		secrets: map[string]*kube.Secret{"ns/sec": {Data: map[string][]byte{"pw": []byte("hunter2")}}},
 	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u-1", Labels: map[string]string{"tier": "web"}, Annotations: map[string]string{"note": "hi"}},
-		Spec:       corev1.PodSpec{NodeName: "edge-1", ServiceAccountName: "sa"},
+	pod := &kube.Pod{
+		ObjectMeta: kube.ObjectMeta{Name: "p", Namespace: "ns", UID: "u-1", Labels: map[string]string{"tier": "web"}, Annotations: map[string]string{"note": "hi"}},
+		Spec:       kube.PodSpec{NodeName: "edge-1", ServiceAccountName: "sa"},
 	}
-	c := &corev1.Container{
+	c := &kube.Container{
 		Name:    "app",
-		EnvFrom: []corev1.EnvFromSource{{Prefix: "C_", ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}},
-		Env: []corev1.EnvVar{
+		EnvFrom: []kube.EnvFromSource{{Prefix: "C_", ConfigMapRef: &kube.ConfigMapEnvSource{LocalObjectReference: kube.LocalObjectReference{Name: "cfg"}}}},
+		Env: []kube.EnvVar{
 			{Name: "C_a", Value: "override"},
-			{Name: "PW", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "sec"}, Key: "pw"}}},
-			{Name: "OPT", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "none"}, Key: "k", Optional: &opt}}},
-			{Name: "NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-			{Name: "NS", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-			{Name: "UID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
-			{Name: "TIER", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['tier']"}}},
-			{Name: "NOTE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['note']"}}},
-			{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
-			{Name: "SA", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.serviceAccountName"}}},
-			{Name: "IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
-			{Name: "IPS", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIPs"}}},
-			{Name: "HOST", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}},
-			{Name: "CPU", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.cpu"}}},
-			{Name: "CPU_M", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "requests.cpu", Divisor: resource.MustParse("1m")}}},
-			{Name: "MEM", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory", Divisor: resource.MustParse("1Mi")}}},
+			{Name: "PW", ValueFrom: &kube.EnvVarSource{SecretKeyRef: &kube.SecretKeySelector{LocalObjectReference: kube.LocalObjectReference{Name: "sec"}, Key: "pw"}}},
+			{Name: "OPT", ValueFrom: &kube.EnvVarSource{ConfigMapKeyRef: &kube.ConfigMapKeySelector{LocalObjectReference: kube.LocalObjectReference{Name: "none"}, Key: "k", Optional: &opt}}},
+			{Name: "NAME", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+			{Name: "NS", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+			{Name: "UID", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
+			{Name: "TIER", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.labels['tier']"}}},
+			{Name: "NOTE", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.annotations['note']"}}},
+			{Name: "NODE", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+			{Name: "SA", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "spec.serviceAccountName"}}},
+			{Name: "IP", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+			{Name: "IPS", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "status.podIPs"}}},
+			{Name: "HOST", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "status.hostIP"}}},
+			{Name: "CPU", ValueFrom: &kube.EnvVarSource{ResourceFieldRef: &kube.ResourceFieldSelector{Resource: "limits.cpu"}}},
+			{Name: "CPU_M", ValueFrom: &kube.EnvVarSource{ResourceFieldRef: &kube.ResourceFieldSelector{Resource: "requests.cpu", Divisor: kube.MustParse("1m")}}},
+			{Name: "MEM", ValueFrom: &kube.EnvVarSource{ResourceFieldRef: &kube.ResourceFieldSelector{Resource: "limits.memory", Divisor: kube.MustParse("1Mi")}}},
 			{Name: "URL", Value: "http://$(IP):80/$(NAME)?$$(NOT)"},
 		},
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("100Mi")},
+		Resources: kube.ResourceRequirements{
+			Requests: kube.ResourceList{kube.ResourceCPU: kube.MustParse("250m")},
+			Limits:   kube.ResourceList{kube.ResourceMemory: kube.MustParse("100Mi")},
 		},
 	}
 	facts := podFacts{PodIPs: []string{"10.1.0.5", "fd00::5"}, NodeIP: "192.0.2.7",
-		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("3"), corev1.ResourceMemory: resource.MustParse("8Gi")}}
+		Allocatable: kube.ResourceList{kube.ResourceCPU: kube.MustParse("3"), kube.ResourceMemory: kube.MustParse("8Gi")}}
 	vars, warnings, err := makeEnv(context.Background(), objs, pod, c, facts)
 	if err != nil {
 		t.Fatal(err)
@@ -123,22 +120,22 @@ func TestMakeEnv(t *testing.T) {
 }
 
 func TestMakeEnvErrors(t *testing.T) {
-	objs := objects{cms: map[string]*corev1.ConfigMap{"ns/cfg": {Data: map[string]string{"a": "1"}}}}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}}
+	objs := objects{cms: map[string]*kube.ConfigMap{"ns/cfg": {Data: map[string]string{"a": "1"}}}}
+	pod := &kube.Pod{ObjectMeta: kube.ObjectMeta{Name: "p", Namespace: "ns"}}
 	cases := []struct {
 		name string
-		env  corev1.EnvVar
+		env  kube.EnvVar
 		want string
 	}{
-		{"missing configmap", corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Key: "a"}}}, `configmap "nope" not found`},
-		{"missing key", corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Key: "b"}}}, "couldn't find key b in ConfigMap ns/cfg"},
-		{"missing secret", corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "a"}}}, `secret "s" not found`},
-		{"unknown field", corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.schedulerName"}}}, "not supported"},
-		{"labels as a whole", corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}}, "not supported"},
+		{"missing configmap", kube.EnvVar{Name: "X", ValueFrom: &kube.EnvVarSource{ConfigMapKeyRef: &kube.ConfigMapKeySelector{LocalObjectReference: kube.LocalObjectReference{Name: "nope"}, Key: "a"}}}, `configmap "nope" not found`},
+		{"missing key", kube.EnvVar{Name: "X", ValueFrom: &kube.EnvVarSource{ConfigMapKeyRef: &kube.ConfigMapKeySelector{LocalObjectReference: kube.LocalObjectReference{Name: "cfg"}, Key: "b"}}}, "couldn't find key b in ConfigMap ns/cfg"},
+		{"missing secret", kube.EnvVar{Name: "X", ValueFrom: &kube.EnvVarSource{SecretKeyRef: &kube.SecretKeySelector{LocalObjectReference: kube.LocalObjectReference{Name: "s"}, Key: "a"}}}, `secret "s" not found`},
+		{"unknown field", kube.EnvVar{Name: "X", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "spec.schedulerName"}}}, "not supported"},
+		{"labels as a whole", kube.EnvVar{Name: "X", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.labels"}}}, "not supported"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := makeEnv(context.Background(), objs, pod, &corev1.Container{Name: "c", Env: []corev1.EnvVar{tc.env}}, podFacts{})
+			_, _, err := makeEnv(context.Background(), objs, pod, &kube.Container{Name: "c", Env: []kube.EnvVar{tc.env}}, podFacts{})
 			var ce *configError
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &ce) {
 				t.Fatalf("err %v, want a configError containing %q", err, tc.want)

@@ -14,12 +14,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
@@ -28,55 +26,55 @@ import (
 // memSource is the desired state in memory (the edge store's stand-in).
 type memSource struct {
 	mu      sync.Mutex
-	pods    map[types.UID]*corev1.Pod
-	cms     map[string]*corev1.ConfigMap
-	secrets map[string]*corev1.Secret
+	pods    map[types.UID]*kube.Pod
+	cms     map[string]*kube.ConfigMap
+	secrets map[string]*kube.Secret
 	fail    error
 }
 
 func newSource() *memSource {
-	return &memSource{pods: map[types.UID]*corev1.Pod{}, cms: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
+	return &memSource{pods: map[types.UID]*kube.Pod{}, cms: map[string]*kube.ConfigMap{}, secrets: map[string]*kube.Secret{}}
 }
 
-func (s *memSource) Pods(context.Context) ([]*corev1.Pod, error) {
+func (s *memSource) Pods(context.Context) ([]*kube.Pod, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return nil, s.fail
 	}
-	out := make([]*corev1.Pod, 0, len(s.pods))
+	out := make([]*kube.Pod, 0, len(s.pods))
 	for _, p := range s.pods {
-		out = append(out, p.DeepCopy())
+		out = append(out, kube.DeepCopy(p))
 	}
 	return out, nil
 }
 
-func (s *memSource) ConfigMap(_ context.Context, ns, name string) (*corev1.ConfigMap, error) {
+func (s *memSource) ConfigMap(_ context.Context, ns, name string) (*kube.ConfigMap, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cm, ok := s.cms[ns+"/"+name]; ok {
-		return cm.DeepCopy(), nil
+		return kube.DeepCopy(cm), nil
 	}
-	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "configmaps"}, name)
+	return nil, fmt.Errorf("%s %q: %w", "configmaps", name, podruntime.ErrNotFound)
 }
 
-func (s *memSource) Secret(_ context.Context, ns, name string) (*corev1.Secret, error) {
+func (s *memSource) Secret(_ context.Context, ns, name string) (*kube.Secret, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sec, ok := s.secrets[ns+"/"+name]; ok {
-		return sec.DeepCopy(), nil
+		return kube.DeepCopy(sec), nil
 	}
-	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, name)
+	return nil, fmt.Errorf("%s %q: %w", "secrets", name, podruntime.ErrNotFound)
 }
 
 func (s *memSource) ServiceAccountToken(_ context.Context, ns, pod, sa string, aud []string, exp int64) (string, error) {
 	return fmt.Sprintf("token-for-%s/%s/%s", ns, pod, sa), nil
 }
 
-func (s *memSource) putPod(p *corev1.Pod) {
+func (s *memSource) putPod(p *kube.Pod) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pods[p.UID] = p.DeepCopy()
+	s.pods[p.UID] = kube.DeepCopy(p)
 }
 
 func (s *memSource) deletePod(uid types.UID) {
@@ -85,41 +83,41 @@ func (s *memSource) deletePod(uid types.UID) {
 	delete(s.pods, uid)
 }
 
-func (s *memSource) pod(uid types.UID) *corev1.Pod {
+func (s *memSource) pod(uid types.UID) *kube.Pod {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pods[uid].DeepCopy()
+	return kube.DeepCopy(s.pods[uid])
 }
 
-func (s *memSource) putConfigMap(cm *corev1.ConfigMap) {
+func (s *memSource) putConfigMap(cm *kube.ConfigMap) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cms[cm.Namespace+"/"+cm.Name] = cm.DeepCopy()
+	s.cms[cm.Namespace+"/"+cm.Name] = kube.DeepCopy(cm)
 }
 
-func (s *memSource) putSecret(sec *corev1.Secret) {
+func (s *memSource) putSecret(sec *kube.Secret) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.secrets[sec.Namespace+"/"+sec.Name] = sec.DeepCopy()
+	s.secrets[sec.Namespace+"/"+sec.Name] = kube.DeepCopy(sec)
 }
 
 // recSink records what the runtime reports.
 type recSink struct {
 	mu         sync.Mutex
-	status     map[types.UID]corev1.PodStatus
+	status     map[types.UID]kube.PodStatus
 	reports    map[types.UID]int
 	terminated map[types.UID]int
 	events     []string
 }
 
 func newSink() *recSink {
-	return &recSink{status: map[types.UID]corev1.PodStatus{}, reports: map[types.UID]int{}, terminated: map[types.UID]int{}}
+	return &recSink{status: map[types.UID]kube.PodStatus{}, reports: map[types.UID]int{}, terminated: map[types.UID]int{}}
 }
 
-func (s *recSink) PodStatus(_ types.NamespacedName, uid types.UID, st corev1.PodStatus) {
+func (s *recSink) PodStatus(_ types.NamespacedName, uid types.UID, st kube.PodStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.status[uid] = *st.DeepCopy()
+	s.status[uid] = kube.DeepCopy(st)
 	s.reports[uid]++
 }
 
@@ -129,7 +127,7 @@ func (s *recSink) PodTerminated(_ types.NamespacedName, uid types.UID) {
 	s.terminated[uid]++
 }
 
-func (s *recSink) Event(ref corev1.ObjectReference, eventType, reason, message string) {
+func (s *recSink) Event(ref kube.ObjectReference, eventType, reason, message string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, fmt.Sprintf("%s %s %s %s: %s", ref.Namespace, ref.Name, eventType, reason, message))
@@ -143,11 +141,11 @@ type recorder interface {
 	rec() *recSink
 }
 
-func (s *recSink) get(uid types.UID) (corev1.PodStatus, bool) {
+func (s *recSink) get(uid types.UID) (kube.PodStatus, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.status[uid]
-	return *st.DeepCopy(), ok
+	return kube.DeepCopy(st), ok
 }
 
 func (s *recSink) eventsFor(name string) []string {
@@ -233,13 +231,13 @@ func (n *node) stop() {
 }
 
 // pod is a pod bound to the node with a fresh UID.
-func (n *node) pod(name string, containers ...corev1.Container) *corev1.Pod {
+func (n *node) pod(name string, containers ...kube.Container) *kube.Pod {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	grace := int64(5)
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: types.UID("uid-" + hex.EncodeToString(b[:])), Labels: map[string]string{"app": name}},
-		Spec: corev1.PodSpec{
+	return &kube.Pod{
+		ObjectMeta: kube.ObjectMeta{Name: name, Namespace: "default", UID: types.UID("uid-" + hex.EncodeToString(b[:])), Labels: map[string]string{"app": name}},
+		Spec: kube.PodSpec{
 			NodeName:                      n.name,
 			Containers:                    containers,
 			TerminationGracePeriodSeconds: &grace,
@@ -248,13 +246,13 @@ func (n *node) pod(name string, containers ...corev1.Container) *corev1.Pod {
 	}
 }
 
-func (n *node) add(p *corev1.Pod) {
+func (n *node) add(p *kube.Pod) {
 	n.src.putPod(p)
 	n.rt.Trigger()
 }
 
 // waitStatus polls the sink until cond holds for the pod's status.
-func waitStatus(t testing.TB, s *recSink, uid types.UID, timeout time.Duration, what string, cond func(corev1.PodStatus) bool) corev1.PodStatus {
+func waitStatus(t testing.TB, s *recSink, uid types.UID, timeout time.Duration, what string, cond func(kube.PodStatus) bool) kube.PodStatus {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -285,13 +283,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 	}
 }
 
-func describe(st corev1.PodStatus) string {
+func describe(st kube.PodStatus) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "phase=%s podIP=%s", st.Phase, st.PodIP)
 	for _, c := range st.Conditions {
 		fmt.Fprintf(&b, " %s=%s(%s)", c.Type, c.Status, c.Reason)
 	}
-	for _, cs := range append(append([]corev1.ContainerStatus(nil), st.InitContainerStatuses...), st.ContainerStatuses...) {
+	for _, cs := range append(append([]kube.ContainerStatus(nil), st.InitContainerStatuses...), st.ContainerStatuses...) {
 		fmt.Fprintf(&b, " [%s ready=%v restarts=%d", cs.Name, cs.Ready, cs.RestartCount)
 		switch {
 		case cs.State.Running != nil:
@@ -306,7 +304,7 @@ func describe(st corev1.PodStatus) string {
 	return b.String()
 }
 
-func condition(st corev1.PodStatus, t corev1.PodConditionType) corev1.ConditionStatus {
+func condition(st kube.PodStatus, t kube.PodConditionType) kube.ConditionStatus {
 	for _, c := range st.Conditions {
 		if c.Type == t {
 			return c.Status
@@ -315,8 +313,8 @@ func condition(st corev1.PodStatus, t corev1.PodConditionType) corev1.ConditionS
 	return ""
 }
 
-func running(st corev1.PodStatus) bool {
-	if st.Phase != corev1.PodRunning || len(st.ContainerStatuses) == 0 {
+func running(st kube.PodStatus) bool {
+	if st.Phase != kube.PodRunning || len(st.ContainerStatuses) == 0 {
 		return false
 	}
 	for _, cs := range st.ContainerStatuses {

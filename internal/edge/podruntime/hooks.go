@@ -6,12 +6,12 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // runHook runs a postStart or preStop handler against a container and
 // returns an error saying what failed.
-func (r *Runtime) runHook(ctx context.Context, h *corev1.LifecycleHandler, c *corev1.Container, containerID, podIP string, timeout time.Duration) error {
+func (r *Runtime) runHook(ctx context.Context, h *kube.LifecycleHandler, c *kube.Container, containerID, podIP string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch {

@@ -8,25 +8,26 @@ import (
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // pullPolicy returns the container's pull policy, defaulted as the API
 // server would: Always for ":latest" or untagged images, else IfNotPresent.
-func pullPolicy(c *corev1.Container) corev1.PullPolicy {
+func pullPolicy(c *kube.Container) kube.PullPolicy {
 	if c.ImagePullPolicy != "" {
 		return c.ImagePullPolicy
 	}
 	ref := c.Image
 	if strings.Contains(ref, "@") {
-		return corev1.PullIfNotPresent
+		return kube.PullIfNotPresent
 	}
 	last := ref[strings.LastIndex(ref, "/")+1:]
 	if i := strings.LastIndex(last, ":"); i < 0 || last[i+1:] == "latest" {
-		return corev1.PullAlways
+		return kube.PullAlways
 	}
-	return corev1.PullIfNotPresent
+	return kube.PullIfNotPresent
 }
 
 // imageRegistry returns the registry host and repository path of an image
@@ -68,23 +69,23 @@ type credential struct {
 
 // parsePullSecret reads a kubernetes.io/dockerconfigjson or
 // kubernetes.io/dockercfg Secret.
-func parsePullSecret(s *corev1.Secret) ([]credential, error) {
+func parsePullSecret(s *kube.Secret) ([]credential, error) {
 	var entries map[string]dockerAuth
 	switch {
-	case len(s.Data[corev1.DockerConfigJsonKey]) > 0:
+	case len(s.Data[kube.DockerConfigJsonKey]) > 0:
 		var cfg struct {
 			Auths map[string]dockerAuth `json:"auths"`
 		}
-		if err := json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
-			return nil, fmt.Errorf("image pull secret %s: %s is not valid JSON: %w", s.Name, corev1.DockerConfigJsonKey, err)
+		if err := json.Unmarshal(s.Data[kube.DockerConfigJsonKey], &cfg); err != nil {
+			return nil, fmt.Errorf("image pull secret %s: %s is not valid JSON: %w", s.Name, kube.DockerConfigJsonKey, err)
 		}
 		entries = cfg.Auths
-	case len(s.Data[corev1.DockerConfigKey]) > 0:
-		if err := json.Unmarshal(s.Data[corev1.DockerConfigKey], &entries); err != nil {
-			return nil, fmt.Errorf("image pull secret %s: %s is not valid JSON: %w", s.Name, corev1.DockerConfigKey, err)
+	case len(s.Data[kube.DockerConfigKey]) > 0:
+		if err := json.Unmarshal(s.Data[kube.DockerConfigKey], &entries); err != nil {
+			return nil, fmt.Errorf("image pull secret %s: %s is not valid JSON: %w", s.Name, kube.DockerConfigKey, err)
 		}
 	default:
-		return nil, fmt.Errorf("image pull secret %s has neither %s nor %s", s.Name, corev1.DockerConfigJsonKey, corev1.DockerConfigKey)
+		return nil, fmt.Errorf("image pull secret %s has neither %s nor %s", s.Name, kube.DockerConfigJsonKey, kube.DockerConfigKey)
 	}
 	var out []credential
 	for key, e := range entries {
@@ -185,7 +186,7 @@ func labelMatches(pattern, label string) bool {
 // pullCredentials collects the credentials of the pod's imagePullSecrets
 // for image. Missing secrets are reported but do not stop the pull (the
 // image may be public), as with the kubelet.
-func pullCredentials(ctx context.Context, get objectGetter, pod *corev1.Pod, image string) ([]*runtimeapi.AuthConfig, []string) {
+func pullCredentials(ctx context.Context, get objectGetter, pod *kube.Pod, image string) ([]*runtimeapi.AuthConfig, []string) {
 	var creds []credential
 	var problems []string
 	for _, ref := range pod.Spec.ImagePullSecrets {

@@ -4,25 +4,24 @@ import (
 	"encoding/base64"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 func TestPullPolicyDefault(t *testing.T) {
-	cases := map[string]corev1.PullPolicy{
-		"nginx":                          corev1.PullAlways,
-		"nginx:latest":                   corev1.PullAlways,
-		"nginx:1.27":                     corev1.PullIfNotPresent,
-		"127.0.0.1:5000/app":             corev1.PullAlways,
-		"127.0.0.1:5000/app:v1":          corev1.PullIfNotPresent,
-		"reg.example/a/b@sha256:0123abc": corev1.PullIfNotPresent,
+	cases := map[string]kube.PullPolicy{
+		"nginx":                          kube.PullAlways,
+		"nginx:latest":                   kube.PullAlways,
+		"nginx:1.27":                     kube.PullIfNotPresent,
+		"127.0.0.1:5000/app":             kube.PullAlways,
+		"127.0.0.1:5000/app:v1":          kube.PullIfNotPresent,
+		"reg.example/a/b@sha256:0123abc": kube.PullIfNotPresent,
 	}
 	for image, want := range cases {
-		if got := pullPolicy(&corev1.Container{Image: image}); got != want {
+		if got := pullPolicy(&kube.Container{Image: image}); got != want {
 			t.Errorf("%s: %s, want %s", image, got, want)
 		}
 	}
-	if got := pullPolicy(&corev1.Container{Image: "nginx", ImagePullPolicy: corev1.PullNever}); got != corev1.PullNever {
+	if got := pullPolicy(&kube.Container{Image: "nginx", ImagePullPolicy: kube.PullNever}); got != kube.PullNever {
 		t.Errorf("an explicit policy wins, got %s", got)
 	}
 }
@@ -44,7 +43,7 @@ func TestImageRegistry(t *testing.T) {
 
 func TestPullSecretMatching(t *testing.T) {
 	enc := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{
+	sec := &kube.Secret{ObjectMeta: kube.ObjectMeta{Name: "regcred"}, Data: map[string][]byte{kube.DockerConfigJsonKey: []byte(`{"auths":{
 		"https://index.docker.io/v1/": {"auth": "` + enc("hub:pw") + `"},
 		"reg.example": {"username": "u1", "password": "p1"},
 		"reg.example/team": {"username": "u2", "password": "p2"},
@@ -82,11 +81,11 @@ func TestPullSecretMatching(t *testing.T) {
 			}
 		}
 	}
-	bad := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bad"}, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{`)}}
+	bad := &kube.Secret{ObjectMeta: kube.ObjectMeta{Name: "bad"}, Data: map[string][]byte{kube.DockerConfigJsonKey: []byte(`{`)}}
 	if _, err := parsePullSecret(bad); err == nil {
 		t.Fatal("invalid JSON accepted")
 	}
-	legacy := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "old"}, Data: map[string][]byte{corev1.DockerConfigKey: []byte(`{"reg.example":{"auth":"` + enc("old:pw") + `"}}`)}}
+	legacy := &kube.Secret{ObjectMeta: kube.ObjectMeta{Name: "old"}, Data: map[string][]byte{kube.DockerConfigKey: []byte(`{"reg.example":{"auth":"` + enc("old:pw") + `"}}`)}}
 	if c, err := parsePullSecret(legacy); err != nil || len(c) != 1 || c[0].auth.Username != "old" || c[0].auth.Password != "pw" {
 		t.Fatalf("dockercfg: %v %v", c, err)
 	}

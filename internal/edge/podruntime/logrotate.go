@@ -7,8 +7,9 @@ import (
 	"sort"
 	"strconv"
 
-	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // rotatedSuffixFormat names rotated logs <attempt>.log.<UTC time>; the
@@ -16,7 +17,7 @@ import (
 const rotatedSuffixFormat = "20060102-150405.000000000"
 
 // containerLogPath is where a container's CRI log goes.
-func containerLogPath(logRoot string, pod *corev1.Pod, name string, attempt uint32) string {
+func containerLogPath(logRoot string, pod *kube.Pod, name string, attempt uint32) string {
 	return filepath.Join(podLogDir(logRoot, pod), name, strconv.FormatUint(uint64(attempt), 10)+".log")
 }
 
@@ -34,7 +35,7 @@ func rotatedToDelete(rotated []string, keep int) []string {
 // past the limit: the file is renamed aside, the runtime reopens a fresh
 // one, and only MaxFiles-1 rotated files are kept. containerd never
 // rotates, and a device's disk is small.
-func (w *podWorker) rotateLogs(ctx context.Context, pod *corev1.Pod, obs *podObs) {
+func (w *podWorker) rotateLogs(ctx context.Context, pod *kube.Pod, obs *podObs) {
 	r := w.rt
 	maxSize, maxFiles := r.cfg.ContainerLogMaxSize, r.cfg.ContainerLogMaxFiles
 	for _, c := range obs.Containers {

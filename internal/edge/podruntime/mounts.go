@@ -8,15 +8,16 @@ import (
 	"path/filepath"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // containerMounts maps a container's volumeMounts onto host paths. A
 // subPath (or expanded subPathExpr) must stay inside its volume after
 // symlinks are resolved; a missing subPath directory is created, as the
 // kubelet does.
-func containerMounts(c *corev1.Container, vols map[string]volumeMountSource, env []envVar, termMsgHostPath string) ([]*runtimeapi.Mount, error) {
+func containerMounts(c *kube.Container, vols map[string]volumeMountSource, env []envVar, termMsgHostPath string) ([]*runtimeapi.Mount, error) {
 	lookup := func(name string) (string, bool) {
 		for i := len(env) - 1; i >= 0; i-- {
 			if env[i].Name == name {

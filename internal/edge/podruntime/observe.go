@@ -5,9 +5,10 @@ import (
 	"strconv"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // Labels on sandboxes and containers. The io.kubernetes.* keys are the
@@ -155,7 +156,7 @@ func ownerOf(labels map[string]string, node string) (owner, bool) {
 	}, true
 }
 
-func sandboxLabels(pod *corev1.Pod, node string) map[string]string {
+func sandboxLabels(pod *kube.Pod, node string) map[string]string {
 	l := make(map[string]string, len(pod.Labels)+5)
 	for k, v := range pod.Labels {
 		l[k] = v
@@ -168,7 +169,7 @@ func sandboxLabels(pod *corev1.Pod, node string) map[string]string {
 	return l
 }
 
-func containerLabels(pod *corev1.Pod, node, container string) map[string]string {
+func containerLabels(pod *kube.Pod, node, container string) map[string]string {
 	return map[string]string{
 		labelPodName:       pod.Name,
 		labelPodNamespace:  pod.Namespace,

@@ -3,29 +3,29 @@ package podruntime
 import (
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 func TestNodeOwnedDiffers(t *testing.T) {
-	ours := &corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
-		{Type: corev1.PodReady, Status: corev1.ConditionTrue},
-		{Type: corev1.ContainersReady, Status: corev1.ConditionTrue},
+	ours := &kube.PodStatus{Phase: kube.PodRunning, Conditions: []kube.PodCondition{
+		{Type: kube.PodReady, Status: kube.ConditionTrue},
+		{Type: kube.ContainersReady, Status: kube.ConditionTrue},
 	}}
-	withConds := func(phase corev1.PodPhase, conds ...corev1.PodCondition) *corev1.PodStatus {
-		return &corev1.PodStatus{Phase: phase, Conditions: conds}
+	withConds := func(phase kube.PodPhase, conds ...kube.PodCondition) *kube.PodStatus {
+		return &kube.PodStatus{Phase: phase, Conditions: conds}
 	}
-	ready := corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue}
-	cready := corev1.PodCondition{Type: corev1.ContainersReady, Status: corev1.ConditionTrue}
+	ready := kube.PodCondition{Type: kube.PodReady, Status: kube.ConditionTrue}
+	cready := kube.PodCondition{Type: kube.ContainersReady, Status: kube.ConditionTrue}
 	for _, tc := range []struct {
 		name string
-		api  *corev1.PodStatus
+		api  *kube.PodStatus
 		want bool
 	}{
-		{"same", withConds(corev1.PodRunning, cready, ready), false},
-		{"another controller's condition only", withConds(corev1.PodRunning, ready, cready, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}), false},
-		{"marked not ready by the node lifecycle controller", withConds(corev1.PodRunning, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionFalse}, cready), true},
-		{"phase changed", withConds(corev1.PodFailed, ready, cready), true},
-		{"condition missing", withConds(corev1.PodRunning, ready), true},
+		{"same", withConds(kube.PodRunning, cready, ready), false},
+		{"another controller's condition only", withConds(kube.PodRunning, ready, cready, kube.PodCondition{Type: kube.DisruptionTarget, Status: kube.ConditionTrue}), false},
+		{"marked not ready by the node lifecycle controller", withConds(kube.PodRunning, kube.PodCondition{Type: kube.PodReady, Status: kube.ConditionFalse}, cready), true},
+		{"phase changed", withConds(kube.PodFailed, ready, cready), true},
+		{"condition missing", withConds(kube.PodRunning, ready), true},
 	} {
 		if got := nodeOwnedDiffers(tc.api, ours); got != tc.want {
 			t.Errorf("%s: nodeOwnedDiffers = %v, want %v", tc.name, got, tc.want)

@@ -14,11 +14,9 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
@@ -36,7 +34,7 @@ func TestPods(t *testing.T) {
 
 	t.Run("container logs are rotated", func(t *testing.T) {
 		t.Parallel()
-		p := n.pod("chatty", corev1.Container{Name: "spam", Image: e.images.App, Args: []string{"spam"}})
+		p := n.pod("chatty", kube.Container{Name: "spam", Image: e.images.App, Args: []string{"spam"}})
 		n.add(p)
 		waitStatus(t, n.sink, p.UID, 60*time.Second, "Running", running)
 		dir := filepath.Join(cfg.PodLogDir, "default_chatty_"+string(p.UID), "spam")
@@ -61,25 +59,25 @@ func TestPods(t *testing.T) {
 
 	t.Run("web pod runs with an IP and readiness gates Ready", func(t *testing.T) {
 		t.Parallel()
-		p := n.pod("web", corev1.Container{
+		p := n.pod("web", kube.Container{
 			Name: "web", Image: e.images.App,
 			Args:  []string{"serve", "-addr", ":8080", "-ready-file", "/data/ready"},
-			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+			Ports: []kube.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			ReadinessProbe: &kube.Probe{ProbeHandler: kube.ProbeHandler{HTTPGet: &kube.HTTPGetAction{Path: "/healthz", Port: kube.FromString("http")}},
 				PeriodSeconds: 1, FailureThreshold: 1},
-			VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+			VolumeMounts: []kube.VolumeMount{{Name: "data", MountPath: "/data"}},
 		})
-		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		p.Spec.Volumes = []kube.Volume{{Name: "data", VolumeSource: kube.VolumeSource{EmptyDir: &kube.EmptyDirVolumeSource{}}}}
 		n.add(p)
 
-		st := waitStatus(t, n.sink, p.UID, 90*time.Second, "Running with a pod IP", func(st corev1.PodStatus) bool {
+		st := waitStatus(t, n.sink, p.UID, 90*time.Second, "Running with a pod IP", func(st kube.PodStatus) bool {
 			return running(st) && st.PodIP != ""
 		})
 		cidr := netip.MustParsePrefix(e.node.Instance.Config().PodCIDR)
 		if !cidr.Contains(netip.MustParseAddr(st.PodIP)) {
 			t.Fatalf("pod IP %s is not in the node's pod CIDR %s", st.PodIP, cidr)
 		}
-		if st.HostIP != "127.0.0.1" || st.StartTime == nil || st.QOSClass != corev1.PodQOSBestEffort {
+		if st.HostIP != "127.0.0.1" || st.StartTime == nil || st.QOSClass != kube.PodQOSBestEffort {
 			t.Fatalf("hostIP %q startTime %v qos %q", st.HostIP, st.StartTime, st.QOSClass)
 		}
 		cs := st.ContainerStatuses[0]
@@ -97,14 +95,14 @@ func TestPods(t *testing.T) {
 			return strings.Contains(string(body), "hello from web"), string(body)
 		})
 		time.Sleep(2 * time.Second)
-		if st, _ := n.sink.get(p.UID); condition(st, corev1.PodReady) != corev1.ConditionFalse || st.ContainerStatuses[0].Ready {
+		if st, _ := n.sink.get(p.UID); condition(st, kube.PodReady) != kube.ConditionFalse || st.ContainerStatuses[0].Ready {
 			t.Fatalf("Ready before the readiness probe passed: %s", describe(st))
 		}
 		if out, code := c.exec(t, p.UID, "web", "/app", "write", "/data/ready", "yes"); code != 0 {
 			t.Fatalf("exec: %d %s", code, out)
 		}
-		waitStatus(t, n.sink, p.UID, 20*time.Second, "Ready", func(st corev1.PodStatus) bool {
-			return condition(st, corev1.PodReady) == corev1.ConditionTrue && condition(st, corev1.ContainersReady) == corev1.ConditionTrue && st.ContainerStatuses[0].Ready
+		waitStatus(t, n.sink, p.UID, 20*time.Second, "Ready", func(st kube.PodStatus) bool {
+			return condition(st, kube.PodReady) == kube.ConditionTrue && condition(st, kube.ContainersReady) == kube.ConditionTrue && st.ContainerStatuses[0].Ready
 		})
 		// And back: removing the file makes the pod unready.
 		if _, code := c.exec(t, p.UID, "web", "/app", "write", "/data/ready", ""); code != 0 {
@@ -114,10 +112,10 @@ func TestPods(t *testing.T) {
 
 	t.Run("crasher reaches CrashLoopBackOff with a growing restartCount", func(t *testing.T) {
 		t.Parallel()
-		p := n.pod("crasher", corev1.Container{Name: "crash", Image: e.images.App, Args: []string{"crash", "-after", "100ms", "-code", "3"},
+		p := n.pod("crasher", kube.Container{Name: "crash", Image: e.images.App, Args: []string{"crash", "-after", "100ms", "-code", "3"},
 			TerminationMessagePath: "/dev/termination-log"})
 		n.add(p)
-		st := waitStatus(t, n.sink, p.UID, 60*time.Second, "CrashLoopBackOff with restartCount >= 2", func(st corev1.PodStatus) bool {
+		st := waitStatus(t, n.sink, p.UID, 60*time.Second, "CrashLoopBackOff with restartCount >= 2", func(st kube.PodStatus) bool {
 			if len(st.ContainerStatuses) == 0 {
 				return false
 			}
@@ -129,7 +127,7 @@ func TestPods(t *testing.T) {
 		if last == nil || last.ExitCode != 3 || last.Message != "crashed on purpose" {
 			t.Fatalf("lastState: %+v", cs.LastTerminationState)
 		}
-		if st.Phase != corev1.PodRunning || condition(st, corev1.PodReady) != corev1.ConditionFalse {
+		if st.Phase != kube.PodRunning || condition(st, kube.PodReady) != kube.ConditionFalse {
 			t.Fatalf("a crash-looping pod with restartPolicy Always is Running and not Ready: %s", describe(st))
 		}
 		// What `kubectl logs [--previous]` reads.
@@ -146,7 +144,7 @@ func TestPods(t *testing.T) {
 			t.Fatalf("unknown container: %v", err)
 		}
 		first := cs.RestartCount
-		waitStatus(t, n.sink, p.UID, 60*time.Second, "another restart", func(st corev1.PodStatus) bool {
+		waitStatus(t, n.sink, p.UID, 60*time.Second, "another restart", func(st kube.PodStatus) bool {
 			return st.ContainerStatuses[0].RestartCount > first
 		})
 		if !hasEvent(n.sink.eventsFor("crasher"), "BackOff") && !hasEvent(n.sink.eventsFor("crasher"), "Started") {
@@ -156,35 +154,35 @@ func TestPods(t *testing.T) {
 
 	t.Run("ConfigMap as file and env, file updated in place", func(t *testing.T) {
 		t.Parallel()
-		n.src.putConfigMap(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: "default"},
+		n.src.putConfigMap(&kube.ConfigMap{ObjectMeta: kube.ObjectMeta{Name: "settings", Namespace: "default"},
 			Data: map[string]string{"greeting": "hello", "mode": "fast"}})
-		n.src.putSecret(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "default"},
+		n.src.putSecret(&kube.Secret{ObjectMeta: kube.ObjectMeta{Name: "creds", Namespace: "default"},
 			Data: map[string][]byte{"password": []byte("s3cret")}})
-		p := n.pod("config", corev1.Container{
+		p := n.pod("config", kube.Container{
 			Name: "app", Image: e.images.App, Args: []string{"sleep"},
-			Env: []corev1.EnvVar{
-				{Name: "GREETING", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}, Key: "greeting"}}},
-				{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "creds"}, Key: "password"}}},
-				{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-				{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
-				{Name: "MEM_LIMIT_MI", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory", Divisor: mustQuantity("1Mi")}}},
+			Env: []kube.EnvVar{
+				{Name: "GREETING", ValueFrom: &kube.EnvVarSource{ConfigMapKeyRef: &kube.ConfigMapKeySelector{LocalObjectReference: kube.LocalObjectReference{Name: "settings"}, Key: "greeting"}}},
+				{Name: "PASSWORD", ValueFrom: &kube.EnvVarSource{SecretKeyRef: &kube.SecretKeySelector{LocalObjectReference: kube.LocalObjectReference{Name: "creds"}, Key: "password"}}},
+				{Name: "POD_NAME", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+				{Name: "POD_IP", ValueFrom: &kube.EnvVarSource{FieldRef: &kube.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+				{Name: "MEM_LIMIT_MI", ValueFrom: &kube.EnvVarSource{ResourceFieldRef: &kube.ResourceFieldSelector{Resource: "limits.memory", Divisor: mustQuantity("1Mi")}}},
 				{Name: "COMPOSED", Value: "$(GREETING)-$(POD_NAME)"},
 			},
-			EnvFrom:      []corev1.EnvFromSource{{Prefix: "CFG_", ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}},
-			VolumeMounts: []corev1.VolumeMount{{Name: "settings", MountPath: "/etc/settings"}, {Name: "info", MountPath: "/etc/info"}},
-			Resources:    corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: mustQuantity("64Mi"), corev1.ResourceCPU: mustQuantity("250m")}},
+			EnvFrom:      []kube.EnvFromSource{{Prefix: "CFG_", ConfigMapRef: &kube.ConfigMapEnvSource{LocalObjectReference: kube.LocalObjectReference{Name: "settings"}}}},
+			VolumeMounts: []kube.VolumeMount{{Name: "settings", MountPath: "/etc/settings"}, {Name: "info", MountPath: "/etc/info"}},
+			Resources:    kube.ResourceRequirements{Limits: kube.ResourceList{kube.ResourceMemory: mustQuantity("64Mi"), kube.ResourceCPU: mustQuantity("250m")}},
 		})
-		p.Spec.Volumes = []corev1.Volume{
-			{Name: "settings", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}},
-			{Name: "info", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}},
-				{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}}}},
-				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "creds"}, Items: []corev1.KeyToPath{{Key: "password", Path: "secret/pw"}}}},
+		p.Spec.Volumes = []kube.Volume{
+			{Name: "settings", VolumeSource: kube.VolumeSource{ConfigMap: &kube.ConfigMapVolumeSource{LocalObjectReference: kube.LocalObjectReference{Name: "settings"}}}},
+			{Name: "info", VolumeSource: kube.VolumeSource{Projected: &kube.ProjectedVolumeSource{Sources: []kube.VolumeProjection{
+				{ServiceAccountToken: &kube.ServiceAccountTokenProjection{Path: "token"}},
+				{DownwardAPI: &kube.DownwardAPIProjection{Items: []kube.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.labels"}}}}},
+				{Secret: &kube.SecretProjection{LocalObjectReference: kube.LocalObjectReference{Name: "creds"}, Items: []kube.KeyToPath{{Key: "password", Path: "secret/pw"}}}},
 			}}}},
 		}
 		n.add(p)
 		st := waitStatus(t, n.sink, p.UID, 90*time.Second, "Running", running)
-		if st.QOSClass != corev1.PodQOSBurstable {
+		if st.QOSClass != kube.PodQOSBurstable {
 			t.Fatalf("qos %s", st.QOSClass)
 		}
 		out, _ := c.exec(t, p.UID, "app", "/app", "env")
@@ -207,7 +205,7 @@ func TestPods(t *testing.T) {
 			t.Errorf("memory.limit_in_bytes = %q, want 67108864", got)
 		}
 
-		n.src.putConfigMap(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: "default"},
+		n.src.putConfigMap(&kube.ConfigMap{ObjectMeta: kube.ObjectMeta{Name: "settings", Namespace: "default"},
 			Data: map[string]string{"greeting": "bonjour", "mode": "fast"}})
 		n.rt.Trigger()
 		waitFor(t, 20*time.Second, "the mounted ConfigMap to change", func() (bool, string) {
@@ -222,18 +220,18 @@ func TestPods(t *testing.T) {
 
 	t.Run("a missing ConfigMap holds the container with CreateContainerConfigError", func(t *testing.T) {
 		t.Parallel()
-		p := n.pod("noconfig", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"},
-			Env: []corev1.EnvVar{{Name: "X", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}, Key: "k"}}}}})
+		p := n.pod("noconfig", kube.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"},
+			Env: []kube.EnvVar{{Name: "X", ValueFrom: &kube.EnvVarSource{ConfigMapKeyRef: &kube.ConfigMapKeySelector{
+				LocalObjectReference: kube.LocalObjectReference{Name: "absent"}, Key: "k"}}}}})
 		n.add(p)
-		st := waitStatus(t, n.sink, p.UID, 60*time.Second, "CreateContainerConfigError", func(st corev1.PodStatus) bool {
+		st := waitStatus(t, n.sink, p.UID, 60*time.Second, "CreateContainerConfigError", func(st kube.PodStatus) bool {
 			return len(st.ContainerStatuses) == 1 && st.ContainerStatuses[0].State.Waiting != nil &&
 				st.ContainerStatuses[0].State.Waiting.Reason == "CreateContainerConfigError"
 		})
-		if msg := st.ContainerStatuses[0].State.Waiting.Message; !strings.Contains(msg, `configmap "absent" not found`) || st.Phase != corev1.PodPending {
+		if msg := st.ContainerStatuses[0].State.Waiting.Message; !strings.Contains(msg, `configmap "absent" not found`) || st.Phase != kube.PodPending {
 			t.Fatalf("message %q phase %s", msg, st.Phase)
 		}
-		n.src.putConfigMap(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "absent", Namespace: "default"}, Data: map[string]string{"k": "v"}})
+		n.src.putConfigMap(&kube.ConfigMap{ObjectMeta: kube.ObjectMeta{Name: "absent", Namespace: "default"}, Data: map[string]string{"k": "v"}})
 		n.rt.Trigger()
 		waitStatus(t, n.sink, p.UID, 30*time.Second, "Running once the ConfigMap exists", running)
 	})
@@ -241,22 +239,22 @@ func TestPods(t *testing.T) {
 	t.Run("graceful deletion runs preStop, honours the grace period, then reports terminated", func(t *testing.T) {
 		t.Parallel()
 		hostDir := t.TempDir()
-		p := n.pod("graceful", corev1.Container{
+		p := n.pod("graceful", kube.Container{
 			Name: "web", Image: e.images.App,
 			Args:         []string{"serve", "-addr", ":8080", "-ignore-term", "-term-marker", "/host/sigterm"},
-			VolumeMounts: []corev1.VolumeMount{{Name: "host", MountPath: "/host"}},
-			Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			VolumeMounts: []kube.VolumeMount{{Name: "host", MountPath: "/host"}},
+			Lifecycle: &kube.Lifecycle{PreStop: &kube.LifecycleHandler{Exec: &kube.ExecAction{
 				Command: []string{"/app", "write", "/host/prestop", "ran"}}}},
 		})
-		dirType := corev1.HostPathDirectory
-		p.Spec.Volumes = []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: hostDir, Type: &dirType}}}}
+		dirType := kube.HostPathDirectory
+		p.Spec.Volumes = []kube.Volume{{Name: "host", VolumeSource: kube.VolumeSource{HostPath: &kube.HostPathVolumeSource{Path: hostDir, Type: &dirType}}}}
 		grace := int64(3)
 		p.Spec.TerminationGracePeriodSeconds = &grace
 		n.add(p)
 		waitStatus(t, n.sink, p.UID, 90*time.Second, "Running", running)
 
 		del := n.src.pod(p.UID)
-		now := metav1.Now()
+		now := kube.Now()
 		del.DeletionTimestamp = &now
 		del.DeletionGracePeriodSeconds = &grace
 		start := time.Now()
@@ -278,7 +276,7 @@ func TestPods(t *testing.T) {
 		}
 		st, _ := n.sink.get(p.UID)
 		term := st.ContainerStatuses[0].State.Terminated
-		if term == nil || term.ExitCode != 137 || st.Phase != corev1.PodFailed || condition(st, corev1.PodReady) != corev1.ConditionFalse {
+		if term == nil || term.ExitCode != 137 || st.Phase != kube.PodFailed || condition(st, kube.PodReady) != kube.ConditionFalse {
 			t.Fatalf("final status: %s", describe(st))
 		}
 		for _, sb := range c.sandboxes(t, p.UID) {
@@ -301,18 +299,18 @@ func TestPods(t *testing.T) {
 
 	t.Run("init containers run first; a Never pod ends Succeeded", func(t *testing.T) {
 		t.Parallel()
-		p := n.pod("job", corev1.Container{Name: "main", Image: e.images.App, Args: []string{"cat", "/work/init-was-here"}})
-		p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: e.images.App, Args: []string{"write", "/work/init-was-here", "yes"},
-			VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/work"}}}}
-		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "work", MountPath: "/work"}}
-		p.Spec.Volumes = []corev1.Volume{{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p := n.pod("job", kube.Container{Name: "main", Image: e.images.App, Args: []string{"cat", "/work/init-was-here"}})
+		p.Spec.InitContainers = []kube.Container{{Name: "init", Image: e.images.App, Args: []string{"write", "/work/init-was-here", "yes"},
+			VolumeMounts: []kube.VolumeMount{{Name: "work", MountPath: "/work"}}}}
+		p.Spec.Containers[0].VolumeMounts = []kube.VolumeMount{{Name: "work", MountPath: "/work"}}
+		p.Spec.Volumes = []kube.Volume{{Name: "work", VolumeSource: kube.VolumeSource{EmptyDir: &kube.EmptyDirVolumeSource{}}}}
+		p.Spec.RestartPolicy = kube.RestartPolicyNever
 		n.add(p)
-		st := waitStatus(t, n.sink, p.UID, 90*time.Second, "Succeeded", func(st corev1.PodStatus) bool { return st.Phase == corev1.PodSucceeded })
+		st := waitStatus(t, n.sink, p.UID, 90*time.Second, "Succeeded", func(st kube.PodStatus) bool { return st.Phase == kube.PodSucceeded })
 		if ic := st.InitContainerStatuses[0]; ic.State.Terminated == nil || ic.State.Terminated.Reason != "Completed" {
 			t.Fatalf("init container: %+v", ic.State)
 		}
-		if condition(st, corev1.PodInitialized) != corev1.ConditionTrue {
+		if condition(st, kube.PodInitialized) != kube.ConditionTrue {
 			t.Fatalf("not Initialized: %s", describe(st))
 		}
 	})
@@ -321,28 +319,28 @@ func TestPods(t *testing.T) {
 		t.Parallel()
 		ref := e.privateImage(t, "alice", "wonderland")
 		auth := base64.StdEncoding.EncodeToString([]byte("alice:wonderland"))
-		n.src.putSecret(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: "default"}, Type: corev1.SecretTypeDockerConfigJson,
-			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"http://` + e.reg.Addr + `":{"auth":"` + auth + `"}}}`)}})
-		without := n.pod("private-denied", corev1.Container{Name: "app", Image: ref, Args: []string{"sleep"}})
+		n.src.putSecret(&kube.Secret{ObjectMeta: kube.ObjectMeta{Name: "regcred", Namespace: "default"}, Type: kube.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{kube.DockerConfigJsonKey: []byte(`{"auths":{"http://` + e.reg.Addr + `":{"auth":"` + auth + `"}}}`)}})
+		without := n.pod("private-denied", kube.Container{Name: "app", Image: ref, Args: []string{"sleep"}})
 		n.add(without)
-		waitStatus(t, n.sink, without.UID, 60*time.Second, "ErrImagePull without credentials", func(st corev1.PodStatus) bool {
+		waitStatus(t, n.sink, without.UID, 60*time.Second, "ErrImagePull without credentials", func(st kube.PodStatus) bool {
 			w := st.ContainerStatuses[0].State.Waiting
 			return w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff")
 		})
-		with := n.pod("private", corev1.Container{Name: "app", Image: ref, Args: []string{"sleep"}})
-		with.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+		with := n.pod("private", kube.Container{Name: "app", Image: ref, Args: []string{"sleep"}})
+		with.Spec.ImagePullSecrets = []kube.LocalObjectReference{{Name: "regcred"}}
 		n.add(with)
 		waitStatus(t, n.sink, with.UID, 60*time.Second, "Running with the pull secret", running)
 	})
 
 	t.Run("activeDeadlineSeconds stops the pod and fails it", func(t *testing.T) {
 		t.Parallel()
-		p := n.pod("deadline", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"}})
+		p := n.pod("deadline", kube.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"}})
 		p.Spec.ActiveDeadlineSeconds = ptrTo(int64(3))
 		n.add(p)
 		waitStatus(t, n.sink, p.UID, 60*time.Second, "Running", running)
-		st := waitStatus(t, n.sink, p.UID, 30*time.Second, "Failed with DeadlineExceeded", func(st corev1.PodStatus) bool {
-			return st.Phase == corev1.PodFailed && st.Reason == "DeadlineExceeded"
+		st := waitStatus(t, n.sink, p.UID, 30*time.Second, "Failed with DeadlineExceeded", func(st kube.PodStatus) bool {
+			return st.Phase == kube.PodFailed && st.Reason == "DeadlineExceeded"
 		})
 		if st.ContainerStatuses[0].State.Terminated == nil {
 			t.Fatalf("container still running: %s", describe(st))
@@ -365,22 +363,22 @@ func TestPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.reg.Slow("verge-test/slow", 8*time.Second)
-		slow := n.pod("slowpull", corev1.Container{Name: "app", Image: ref, Args: []string{"sleep"}})
+		slow := n.pod("slowpull", kube.Container{Name: "app", Image: ref, Args: []string{"sleep"}})
 		n.add(slow)
 		waitFor(t, 20*time.Second, "the slow pull to start", func() (bool, string) {
 			return hasEvent(n.sink.eventsFor("slowpull"), "Pulling"), fmt.Sprint(n.sink.eventsFor("slowpull"))
 		})
-		fast := n.pod("fast", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"serve", "-addr", ":8080"},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1}})
+		fast := n.pod("fast", kube.Container{Name: "app", Image: e.images.App, Args: []string{"serve", "-addr", ":8080"},
+			ReadinessProbe: &kube.Probe{ProbeHandler: kube.ProbeHandler{HTTPGet: &kube.HTTPGetAction{Path: "/healthz", Port: kube.FromInt32(8080)}}, PeriodSeconds: 1}})
 		n.add(fast)
-		waitStatus(t, n.sink, fast.UID, 15*time.Second, "the other pod Ready while the pull runs", func(st corev1.PodStatus) bool {
-			return condition(st, corev1.PodReady) == corev1.ConditionTrue
+		waitStatus(t, n.sink, fast.UID, 15*time.Second, "the other pod Ready while the pull runs", func(st kube.PodStatus) bool {
+			return condition(st, kube.PodReady) == kube.ConditionTrue
 		})
 		st, _ := n.sink.get(slow.UID)
 		if running(st) {
 			t.Fatalf("the slow pod is already running; the test proved nothing: %s", describe(st))
 		}
-		if st.Phase != corev1.PodPending || st.ContainerStatuses[0].State.Waiting == nil {
+		if st.Phase != kube.PodPending || st.ContainerStatuses[0].State.Waiting == nil {
 			t.Fatalf("a pod whose image is being pulled is reported Pending, waiting: %s", describe(st))
 		}
 		waitStatus(t, n.sink, slow.UID, 60*time.Second, "the slow pod Running once its pull ends", running)
@@ -388,27 +386,27 @@ func TestPods(t *testing.T) {
 
 	t.Run("a sidecar starts before, serves during and stops after the main container", func(t *testing.T) {
 		t.Parallel()
-		always := corev1.ContainerRestartPolicyAlways
-		p := n.pod("sidecar", corev1.Container{Name: "main", Image: e.images.App, Args: []string{"crash", "-after", "2s", "-code", "0"}})
-		p.Spec.RestartPolicy = corev1.RestartPolicyNever
-		p.Spec.InitContainers = []corev1.Container{
+		always := kube.ContainerRestartPolicyAlways
+		p := n.pod("sidecar", kube.Container{Name: "main", Image: e.images.App, Args: []string{"crash", "-after", "2s", "-code", "0"}})
+		p.Spec.RestartPolicy = kube.RestartPolicyNever
+		p.Spec.InitContainers = []kube.Container{
 			{Name: "proxy", Image: e.images.App, Args: []string{"serve", "-addr", ":9090"}, RestartPolicy: &always,
-				StartupProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9090)}}, PeriodSeconds: 1}},
+				StartupProbe: &kube.Probe{ProbeHandler: kube.ProbeHandler{TCPSocket: &kube.TCPSocketAction{Port: kube.FromInt32(9090)}}, PeriodSeconds: 1}},
 			{Name: "setup", Image: e.images.App, Args: []string{"exit", "0"}},
 		}
 		n.add(p)
-		running := waitStatus(t, n.sink, p.UID, 60*time.Second, "main running beside the sidecar", func(st corev1.PodStatus) bool {
+		running := waitStatus(t, n.sink, p.UID, 60*time.Second, "main running beside the sidecar", func(st kube.PodStatus) bool {
 			return len(st.ContainerStatuses) == 1 && st.ContainerStatuses[0].State.Running != nil
 		})
 		proxy := running.InitContainerStatuses[0]
-		if proxy.State.Running == nil || proxy.Started == nil || !*proxy.Started || running.Phase != corev1.PodRunning ||
-			condition(running, corev1.PodInitialized) != corev1.ConditionTrue {
+		if proxy.State.Running == nil || proxy.Started == nil || !*proxy.Started || running.Phase != kube.PodRunning ||
+			condition(running, kube.PodInitialized) != kube.ConditionTrue {
 			t.Fatalf("while main runs: %s", describe(running))
 		}
 		if proxy.State.Running.StartedAt.After(running.ContainerStatuses[0].State.Running.StartedAt.Time) {
 			t.Fatalf("main started before its sidecar")
 		}
-		st := waitStatus(t, n.sink, p.UID, 60*time.Second, "Succeeded", func(st corev1.PodStatus) bool { return st.Phase == corev1.PodSucceeded })
+		st := waitStatus(t, n.sink, p.UID, 60*time.Second, "Succeeded", func(st kube.PodStatus) bool { return st.Phase == kube.PodSucceeded })
 		if st.InitContainerStatuses[0].State.Terminated == nil {
 			t.Fatalf("the sidecar kept running after the pod completed: %s", describe(st))
 		}
@@ -424,7 +422,7 @@ func TestPods(t *testing.T) {
 
 	t.Run("hostNetwork pods use the node's IP", func(t *testing.T) {
 		t.Parallel()
-		p := n.pod("hostnet", corev1.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"}})
+		p := n.pod("hostnet", kube.Container{Name: "app", Image: e.images.App, Args: []string{"sleep"}})
 		p.Spec.HostNetwork = true
 		n.add(p)
 		st := waitStatus(t, n.sink, p.UID, 60*time.Second, "Running", running)
@@ -503,6 +501,6 @@ func net(ip string) string {
 	return ip
 }
 
-func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
+func mustQuantity(s string) kube.Quantity { return kube.MustParse(s) }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -3,7 +3,7 @@ package podruntime
 import (
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // probeKind is liveness, readiness or startup.
@@ -32,7 +32,7 @@ type probeTiming struct {
 	SuccessThreshold, FailureThreshold int
 }
 
-func timingOf(p *corev1.Probe) probeTiming {
+func timingOf(p *kube.Probe) probeTiming {
 	t := probeTiming{
 		InitialDelay:     time.Duration(p.InitialDelaySeconds) * time.Second,
 		Period:           time.Duration(p.PeriodSeconds) * time.Second,
@@ -74,7 +74,7 @@ type probeMachine struct {
 // alive until proven dead, not ready until proven ready, and not started
 // until its startup probe succeeds. seed, if not unknown, replaces it (a
 // restarted verge-edge resumes the result it last reported).
-func newProbeMachine(kind probeKind, p *corev1.Probe, seed probeResult) probeMachine {
+func newProbeMachine(kind probeKind, p *kube.Probe, seed probeResult) probeMachine {
 	m := probeMachine{kind: kind, timing: timingOf(p)}
 	switch kind {
 	case liveness:

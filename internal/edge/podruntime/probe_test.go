@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 func TestProbeMachine(t *testing.T) {
-	probe := &corev1.Probe{SuccessThreshold: 2, FailureThreshold: 3}
+	probe := &kube.Probe{SuccessThreshold: 2, FailureThreshold: 3}
 	cases := []struct {
 		name     string
 		kind     probeKind
@@ -53,11 +52,11 @@ func TestProbeMachine(t *testing.T) {
 }
 
 func TestProbeTimingDefaults(t *testing.T) {
-	tm := timingOf(&corev1.Probe{})
+	tm := timingOf(&kube.Probe{})
 	if tm.Period != 10*time.Second || tm.Timeout != time.Second || tm.SuccessThreshold != 1 || tm.FailureThreshold != 3 || tm.InitialDelay != 0 {
 		t.Fatalf("defaults %+v", tm)
 	}
-	tm = timingOf(&corev1.Probe{InitialDelaySeconds: 5})
+	tm = timingOf(&kube.Probe{InitialDelaySeconds: 5})
 	started := t0
 	if got := tm.firstProbe(started, t0.Add(time.Second)); !got.Equal(t0.Add(5 * time.Second)) {
 		t.Fatalf("first probe at %s, want start+5s", got)
@@ -83,22 +82,22 @@ func TestHTTPProbe(t *testing.T) {
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
 	port, _ := strconv.Atoi(u.Port())
-	c := &corev1.Container{Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(port)}}}
+	c := &kube.Container{Ports: []kube.ContainerPort{{Name: "http", ContainerPort: int32(port)}}}
 	tr := &http.Transport{}
 	target := probeTarget{Container: c, PodIP: "127.0.0.1"}
 	cases := []struct {
 		path string
-		port intstr.IntOrString
+		port kube.IntOrString
 		ok   bool
 	}{
-		{"/ok", intstr.FromString("http"), true},
-		{"/moved", intstr.FromInt32(int32(port)), true},
-		{"/broken", intstr.FromInt32(int32(port)), false},
-		{"/ok", intstr.FromString("nope"), false},
+		{"/ok", kube.FromString("http"), true},
+		{"/moved", kube.FromInt32(int32(port)), true},
+		{"/broken", kube.FromInt32(int32(port)), false},
+		{"/ok", kube.FromString("nope"), false},
 	}
 	for _, tc := range cases {
-		ok, msg := httpProbe(context.Background(), tr, &corev1.HTTPGetAction{Path: tc.path, Port: tc.port,
-			HTTPHeaders: []corev1.HTTPHeader{{Name: "Host", Value: "svc.example"}, {Name: "X-Check", Value: "1"}}}, target)
+		ok, msg := httpProbe(context.Background(), tr, &kube.HTTPGetAction{Path: tc.path, Port: tc.port,
+			HTTPHeaders: []kube.HTTPHeader{{Name: "Host", Value: "svc.example"}, {Name: "X-Check", Value: "1"}}}, target)
 		if ok != tc.ok {
 			t.Errorf("%s via %v: ok=%v (%s), want %v", tc.path, tc.port, ok, msg, tc.ok)
 		}

@@ -17,16 +17,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // probeTarget is what a probe of one container needs to reach it.
 type probeTarget struct {
 	PodUID      types.UID
 	Pod         types.NamespacedName
-	Container   *corev1.Container
+	Container   *kube.Container
 	ContainerID string
 	StartedAt   time.Time
 	PodIP       string
@@ -75,9 +75,9 @@ type seedFunc func(containerID string, kind probeKind) probeResult
 // others and forgetting their results.
 func (m *probeManager) ensure(ctx context.Context, uid types.UID, targets []probeTarget, seed seedFunc) {
 	want := map[probeKey]probeTarget{}
-	probes := map[probeKey]*corev1.Probe{}
+	probes := map[probeKey]*kube.Probe{}
 	for _, t := range targets {
-		for kind, p := range map[probeKind]*corev1.Probe{liveness: t.Container.LivenessProbe, readiness: t.Container.ReadinessProbe, startup: t.Container.StartupProbe} {
+		for kind, p := range map[probeKind]*kube.Probe{liveness: t.Container.LivenessProbe, readiness: t.Container.ReadinessProbe, startup: t.Container.StartupProbe} {
 			if p != nil {
 				k := probeKey{t.ContainerID, kind}
 				want[k] = t
@@ -127,7 +127,7 @@ func (m *probeManager) result(containerID string, kind probeKind) (probeResult, 
 	return r, ok
 }
 
-func (m *probeManager) run(ctx context.Context, w *probeWorker, t probeTarget, p *corev1.Probe, machine probeMachine) {
+func (m *probeManager) run(ctx context.Context, w *probeWorker, t probeTarget, p *kube.Probe, machine probeMachine) {
 	timing := machine.timing
 	wait := time.Until(timing.firstProbe(t.StartedAt, time.Now()))
 	timer := time.NewTimer(wait)
@@ -153,7 +153,7 @@ func (m *probeManager) run(ctx context.Context, w *probeWorker, t probeTarget, p
 		ok, msg := m.probeOnce(ctx, w.key.kind, t, p, timing.Timeout)
 		if !ok {
 			m.rt.metrics.probeFailures.WithLabelValues(strings.ToLower(w.key.kind.String())).Inc()
-			m.rt.event(t.PodUID, t.Pod, corev1.EventTypeWarning, "Unhealthy", fmt.Sprintf("%s probe failed: %s", w.key.kind, msg))
+			m.rt.event(t.PodUID, t.Pod, kube.EventTypeWarning, "Unhealthy", fmt.Sprintf("%s probe failed: %s", w.key.kind, msg))
 		}
 		if !machine.observe(ok) {
 			continue
@@ -170,7 +170,7 @@ func (m *probeManager) run(ctx context.Context, w *probeWorker, t probeTarget, p
 }
 
 // probeOnce runs one probe; msg explains a failure.
-func (m *probeManager) probeOnce(ctx context.Context, kind probeKind, t probeTarget, p *corev1.Probe, timeout time.Duration) (bool, string) {
+func (m *probeManager) probeOnce(ctx context.Context, kind probeKind, t probeTarget, p *kube.Probe, timeout time.Duration) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch {
@@ -213,7 +213,7 @@ func (m *probeManager) probeOnce(ctx context.Context, kind probeKind, t probeTar
 
 // httpProbe GETs the probe's URL; 2xx and 3xx are success (redirects are
 // not followed: the kubelet too counts a redirect elsewhere as success).
-func httpProbe(ctx context.Context, tr http.RoundTripper, g *corev1.HTTPGetAction, t probeTarget) (bool, string) {
+func httpProbe(ctx context.Context, tr http.RoundTripper, g *kube.HTTPGetAction, t probeTarget) (bool, string) {
 	port, err := resolvePort(g.Port, t.Container)
 	if err != nil {
 		return false, err.Error()
@@ -262,7 +262,7 @@ func httpProbe(ctx context.Context, tr http.RoundTripper, g *corev1.HTTPGetActio
 	return false, fmt.Sprintf("HTTP probe failed with statuscode: %d: %s", resp.StatusCode, truncate(strings.TrimSpace(string(body)), 256))
 }
 
-func grpcProbe(ctx context.Context, g *corev1.GRPCAction, t probeTarget) (bool, string) {
+func grpcProbe(ctx context.Context, g *kube.GRPCAction, t probeTarget) (bool, string) {
 	addr := net.JoinHostPort(t.PodIP, strconv.Itoa(int(g.Port)))
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -284,8 +284,8 @@ func grpcProbe(ctx context.Context, g *corev1.GRPCAction, t probeTarget) (bool, 
 }
 
 // resolvePort turns a number or a named container port into a number.
-func resolvePort(p intstr.IntOrString, c *corev1.Container) (int, error) {
-	if p.Type == intstr.Int {
+func resolvePort(p kube.IntOrString, c *kube.Container) (int, error) {
+	if p.Type == kube.Int {
 		if p.IntVal <= 0 || p.IntVal > 65535 {
 			return 0, fmt.Errorf("port %d is out of range", p.IntVal)
 		}

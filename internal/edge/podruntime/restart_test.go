@@ -14,29 +14,28 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 )
 
 // webPod serves HTTP on :8080 with a readiness probe.
-func webPod(n *node, e *env, name string) *corev1.Pod {
-	return n.pod(name, corev1.Container{
+func webPod(n *node, e *env, name string) *kube.Pod {
+	return n.pod(name, kube.Container{
 		Name: "web", Image: e.images.App, Args: []string{"serve", "-addr", ":8080"},
-		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+		ReadinessProbe: &kube.Probe{ProbeHandler: kube.ProbeHandler{HTTPGet: &kube.HTTPGetAction{Path: "/healthz", Port: kube.FromInt32(8080)}},
 			PeriodSeconds: 1},
-		LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}},
+		LivenessProbe: &kube.Probe{ProbeHandler: kube.ProbeHandler{TCPSocket: &kube.TCPSocketAction{Port: kube.FromInt32(8080)}},
 			PeriodSeconds: 1},
 	})
 }
 
-func ready(st corev1.PodStatus) bool {
-	return running(st) && condition(st, corev1.PodReady) == corev1.ConditionTrue
+func ready(st kube.PodStatus) bool {
+	return running(st) && condition(st, kube.PodReady) == kube.ConditionTrue
 }
 
-func containerIDs(st corev1.PodStatus) []string {
+func containerIDs(st kube.PodStatus) []string {
 	var ids []string
 	for _, cs := range st.ContainerStatuses {
 		ids = append(ids, cs.ContainerID)
@@ -92,7 +91,7 @@ func TestRestartAdoptsRunningPods(t *testing.T) {
 	// reached the cloud) reports it Running with the same container.
 	b.stop()
 	fresh := src.pod(p.UID)
-	fresh.Status = corev1.PodStatus{}
+	fresh.Status = kube.PodStatus{}
 	src.putPod(fresh)
 	d := startRuntime(t, cfg, src, newSink())
 	st := waitStatus(t, d.sink, p.UID, 30*time.Second, "Ready", ready)
@@ -111,13 +110,13 @@ func TestContainerdRestartAndReboot(t *testing.T) {
 	cfg := runtimeConfig(t, e, "edge-reboot")
 	n := startRuntime(t, cfg, src, newSink())
 	p := webPod(n, e, "web")
-	p.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
+	p.Spec.Containers[0].ImagePullPolicy = kube.PullAlways
 	n.add(p)
-	job := n.pod("job", corev1.Container{Name: "once", Image: e.images.App, Args: []string{"exit", "0"}})
-	job.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	job := n.pod("job", kube.Container{Name: "once", Image: e.images.App, Args: []string{"exit", "0"}})
+	job.Spec.RestartPolicy = kube.RestartPolicyOnFailure
 	n.add(job)
 	before := waitStatus(t, n.sink, p.UID, 90*time.Second, "Ready", ready)
-	waitStatus(t, n.sink, job.UID, 60*time.Second, "job Succeeded", func(st corev1.PodStatus) bool { return st.Phase == corev1.PodSucceeded })
+	waitStatus(t, n.sink, job.UID, 60*time.Second, "job Succeeded", func(st kube.PodStatus) bool { return st.Phase == kube.PodSucceeded })
 
 	// containerd is killed; its supervisor restarts it.
 	if err := syscall.Kill(e.node.Process().PID(), syscall.SIGKILL); err != nil {
@@ -161,7 +160,7 @@ func TestContainerdRestartAndReboot(t *testing.T) {
 	stored.Status = before
 	src.putPod(stored)
 	m := startRuntime(t, cfg, src, newSink())
-	after := waitStatus(t, m.sink, p.UID, 90*time.Second, "Ready again after the reboot", func(st corev1.PodStatus) bool {
+	after := waitStatus(t, m.sink, p.UID, 90*time.Second, "Ready again after the reboot", func(st kube.PodStatus) bool {
 		return ready(st) && st.ContainerStatuses[0].RestartCount >= 1
 	})
 	if slices.Equal(containerIDs(after), containerIDs(before)) {
@@ -201,7 +200,7 @@ func TestTwoRuntimesSideBySide(t *testing.T) {
 	s2 := waitStatus(t, n2.sink, p2.UID, 90*time.Second, "Ready on edge-2", ready)
 	for _, c := range []struct {
 		e  *env
-		st corev1.PodStatus
+		st kube.PodStatus
 	}{{e1, s1}, {e2, s2}} {
 		cidr := netip.MustParsePrefix(c.e.node.Instance.Config().PodCIDR)
 		if !cidr.Contains(netip.MustParseAddr(c.st.PodIP)) {

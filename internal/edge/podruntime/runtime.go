@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // Runtime runs the node's pods through CRI. Create it with New and run it
@@ -177,7 +178,7 @@ func (r *Runtime) event(uid types.UID, pod types.NamespacedName, eventType, reas
 		r.metrics.eventsSuppressed.Inc()
 		return
 	}
-	r.sink.Event(corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: uid}, eventType, reason, message)
+	r.sink.Event(kube.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: uid}, eventType, reason, message)
 }
 
 // reconcile reads the desired pods, starts a worker for each new one, tells
@@ -192,7 +193,7 @@ func (r *Runtime) reconcile(ctx context.Context) {
 		}
 		return
 	}
-	desired := make(map[types.UID]*corev1.Pod, len(pods))
+	desired := make(map[types.UID]*kube.Pod, len(pods))
 	for _, p := range pods {
 		if p == nil || p.UID == "" || (p.Spec.NodeName != "" && p.Spec.NodeName != r.cfg.NodeName) {
 			continue

@@ -6,14 +6,12 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // statusInput is everything computeStatus looks at.
 type statusInput struct {
-	Pod *corev1.Pod
+	Pod *kube.Pod
 	Obs *podObs
 	// Waiting explains containers that are not running, by name (back-off,
 	// image pull and configuration errors).
@@ -40,12 +38,12 @@ type statusInput struct {
 
 // computeStatus derives the pod's status from what CRI reports and what
 // the probes say, as the kubelet would report it.
-func computeStatus(in statusInput) corev1.PodStatus {
+func computeStatus(in statusInput) kube.PodStatus {
 	pod, obs := in.Pod, in.Obs
 	old := &pod.Status
-	st := corev1.PodStatus{
+	st := kube.PodStatus{
 		HostIP:             in.NodeIP,
-		HostIPs:            []corev1.HostIP{{IP: in.NodeIP}},
+		HostIPs:            []kube.HostIP{{IP: in.NodeIP}},
 		QOSClass:           qosClass(pod),
 		NominatedNodeName:  old.NominatedNodeName,
 		ObservedGeneration: pod.Generation,
@@ -54,10 +52,10 @@ func computeStatus(in statusInput) corev1.PodStatus {
 	sb := obs.latestSandbox()
 	switch {
 	case pod.Spec.HostNetwork:
-		st.PodIPs = []corev1.PodIP{{IP: in.NodeIP}}
+		st.PodIPs = []kube.PodIP{{IP: in.NodeIP}}
 	case sb != nil && sb.Ready && len(sb.IPs) > 0:
 		for _, ip := range sb.IPs {
-			st.PodIPs = append(st.PodIPs, corev1.PodIP{IP: ip})
+			st.PodIPs = append(st.PodIPs, kube.PodIP{IP: ip})
 		}
 	default:
 		// A pod keeps its reported IP while its sandbox is down.
@@ -69,7 +67,7 @@ func computeStatus(in statusInput) corev1.PodStatus {
 
 	switch {
 	case old.StartTime != nil:
-		st.StartTime = old.StartTime.DeepCopy()
+		st.StartTime = kube.DeepCopy(old.StartTime)
 	default:
 		t := in.FirstSeen
 		for _, s := range obs.Sandboxes {
@@ -80,7 +78,7 @@ func computeStatus(in statusInput) corev1.PodStatus {
 		if t.IsZero() {
 			t = in.Now
 		}
-		mt := metav1.NewTime(t.Truncate(time.Second))
+		mt := kube.NewTime(t.Truncate(time.Second))
 		st.StartTime = &mt
 	}
 
@@ -108,7 +106,7 @@ func computeStatus(in statusInput) corev1.PodStatus {
 
 	st.Phase = podPhase(pod, st.InitContainerStatuses, st.ContainerStatuses, in.Terminating)
 	if in.DeadlineExceeded {
-		st.Phase = corev1.PodFailed
+		st.Phase = kube.PodFailed
 		st.Reason = "DeadlineExceeded"
 		st.Message = "Pod was active on the node longer than the specified deadline"
 	}
@@ -123,15 +121,15 @@ func computeStatus(in statusInput) corev1.PodStatus {
 
 // deadlineExceeded reports whether the pod has been active longer than its
 // activeDeadlineSeconds, counted from its start time.
-func deadlineExceeded(pod *corev1.Pod, start, now time.Time) bool {
+func deadlineExceeded(pod *kube.Pod, start, now time.Time) bool {
 	d := pod.Spec.ActiveDeadlineSeconds
 	return d != nil && !start.IsZero() && now.Sub(start) >= time.Duration(*d)*time.Second
 }
 
 // containerStatus reports one container: its newest CRI container (any
 // sandbox) is the current state, the one before it the last state.
-func containerStatus(in statusInput, spec *corev1.Container, init, podInitializing bool) corev1.ContainerStatus {
-	cs := corev1.ContainerStatus{Name: spec.Name, Image: spec.Image}
+func containerStatus(in statusInput, spec *kube.Container, init, podInitializing bool) kube.ContainerStatus {
+	cs := kube.ContainerStatus{Name: spec.Name, Image: spec.Image}
 	cur := in.Obs.newest(spec.Name, "", 0)
 	prev := in.Obs.newest(spec.Name, "", 1)
 	w, held := in.Waiting[spec.Name]
@@ -143,9 +141,9 @@ func containerStatus(in statusInput, spec *corev1.Container, init, podInitializi
 			reason = "PodInitializing"
 		}
 		if held {
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
+			cs.State.Waiting = &kube.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
 		} else {
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason}
+			cs.State.Waiting = &kube.ContainerStateWaiting{Reason: reason}
 		}
 		if n, ok := storedRestartCount(in.Pod, spec.Name, init); ok {
 			cs.RestartCount = int32(n)
@@ -162,7 +160,7 @@ func containerStatus(in statusInput, spec *corev1.Container, init, podInitializi
 	}
 	switch cur.State {
 	case stateRunning:
-		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metaTime(cur.StartedAt)}
+		cs.State.Running = &kube.ContainerStateRunning{StartedAt: metaTime(cur.StartedAt)}
 		if prev != nil && prev.State == stateExited {
 			cs.LastTerminationState.Terminated = terminated(in, prev)
 		}
@@ -180,7 +178,7 @@ func containerStatus(in statusInput, spec *corev1.Container, init, podInitializi
 		}
 	case stateExited:
 		if held {
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
+			cs.State.Waiting = &kube.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
 			cs.LastTerminationState.Terminated = terminated(in, cur)
 		} else {
 			cs.State.Terminated = terminated(in, cur)
@@ -196,7 +194,7 @@ func containerStatus(in statusInput, spec *corev1.Container, init, podInitializi
 		if held {
 			reason = w.Reason
 		}
-		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: w.Message}
+		cs.State.Waiting = &kube.ContainerStateWaiting{Reason: reason, Message: w.Message}
 		if prev != nil && prev.State == stateExited {
 			cs.LastTerminationState.Terminated = terminated(in, prev)
 		}
@@ -207,7 +205,7 @@ func containerStatus(in statusInput, spec *corev1.Container, init, podInitializi
 
 // initComplete reports whether an init container no longer holds up the
 // pod: a regular one succeeded, a sidecar runs and has started.
-func initComplete(spec *corev1.Container, cs *corev1.ContainerStatus) bool {
+func initComplete(spec *kube.Container, cs *kube.ContainerStatus) bool {
 	if isSidecar(spec) {
 		return cs.State.Running != nil && cs.Started != nil && *cs.Started
 	}
@@ -215,8 +213,8 @@ func initComplete(spec *corev1.Container, cs *corev1.ContainerStatus) bool {
 	return t != nil && t.ExitCode == 0
 }
 
-func terminated(in statusInput, c *containerObs) *corev1.ContainerStateTerminated {
-	t := &corev1.ContainerStateTerminated{
+func terminated(in statusInput, c *containerObs) *kube.ContainerStateTerminated {
+	t := &kube.ContainerStateTerminated{
 		ExitCode:    c.ExitCode,
 		Reason:      c.Reason,
 		Message:     c.Message,
@@ -236,11 +234,11 @@ func terminated(in statusInput, c *containerObs) *corev1.ContainerStateTerminate
 	return t
 }
 
-func metaTime(t time.Time) metav1.Time {
+func metaTime(t time.Time) kube.Time {
 	if t.IsZero() {
-		return metav1.Time{}
+		return kube.Time{}
 	}
-	return metav1.NewTime(t.Truncate(time.Second))
+	return kube.NewTime(t.Truncate(time.Second))
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -249,7 +247,7 @@ func ptr[T any](v T) *T { return &v }
 // and every regular container has run; Running while any runs or will be
 // restarted; Succeeded or Failed when all stopped for good. A pod being
 // deleted ends Succeeded or Failed whatever its restartPolicy.
-func podPhase(pod *corev1.Pod, initStatuses, statuses []corev1.ContainerStatus, terminating bool) corev1.PodPhase {
+func podPhase(pod *kube.Pod, initStatuses, statuses []kube.ContainerStatus, terminating bool) kube.PodPhase {
 	policy := restartPolicy(pod)
 	pendingInit := false
 	for i, cs := range initStatuses {
@@ -261,8 +259,8 @@ func podPhase(pod *corev1.Pod, initStatuses, statuses []corev1.ContainerStatus, 
 		failed := (t != nil && t.ExitCode != 0) ||
 			(cs.State.Waiting != nil && cs.LastTerminationState.Terminated != nil && cs.LastTerminationState.Terminated.ExitCode != 0)
 		// A failing sidecar restarts whatever the pod's policy.
-		if failed && !isSidecar(spec) && (policy == corev1.RestartPolicyNever || terminating) {
-			return corev1.PodFailed
+		if failed && !isSidecar(spec) && (policy == kube.RestartPolicyNever || terminating) {
+			return kube.PodFailed
 		}
 		pendingInit = true
 	}
@@ -289,52 +287,52 @@ func podPhase(pod *corev1.Pod, initStatuses, statuses []corev1.ContainerStatus, 
 	}
 	if terminating && running == 0 {
 		if stopped > 0 && stopped == succeeded && waiting == 0 && !pendingInit {
-			return corev1.PodSucceeded
+			return kube.PodSucceeded
 		}
-		return corev1.PodFailed
+		return kube.PodFailed
 	}
 	// A sandbox restart re-runs the init containers of a pod whose regular
 	// containers already ran; that pod does not go back to Pending.
 	if pendingInit && running == 0 && stopped == 0 {
-		return corev1.PodPending
+		return kube.PodPending
 	}
 	switch {
 	case waiting > 0:
-		return corev1.PodPending
+		return kube.PodPending
 	case running > 0:
-		return corev1.PodRunning
+		return kube.PodRunning
 	case stopped > 0:
 		switch policy {
-		case corev1.RestartPolicyAlways:
-			return corev1.PodRunning
-		case corev1.RestartPolicyOnFailure:
+		case kube.RestartPolicyAlways:
+			return kube.PodRunning
+		case kube.RestartPolicyOnFailure:
 			if stopped == succeeded {
-				return corev1.PodSucceeded
+				return kube.PodSucceeded
 			}
-			return corev1.PodRunning
+			return kube.PodRunning
 		default:
 			if stopped == succeeded {
-				return corev1.PodSucceeded
+				return kube.PodSucceeded
 			}
-			return corev1.PodFailed
+			return kube.PodFailed
 		}
 	}
-	return corev1.PodPending
+	return kube.PodPending
 }
 
 // conditions computes the conditions the node owns and keeps the others
 // (PodScheduled, readiness gates, DisruptionTarget) from the pod.
-func conditions(in statusInput, st *corev1.PodStatus, sb *sandboxObs, initialized bool) []corev1.PodCondition {
+func conditions(in statusInput, st *kube.PodStatus, sb *sandboxObs, initialized bool) []kube.PodCondition {
 	pod := in.Pod
-	now := metav1.NewTime(in.Now.Truncate(time.Second))
-	prev := map[corev1.PodConditionType]corev1.PodCondition{}
+	now := kube.NewTime(in.Now.Truncate(time.Second))
+	prev := map[kube.PodConditionType]kube.PodCondition{}
 	for _, c := range pod.Status.Conditions {
 		prev[c.Type] = c
 	}
-	mk := func(t corev1.PodConditionType, ok bool, reason, msg string) corev1.PodCondition {
-		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: pod.Generation}
+	mk := func(t kube.PodConditionType, ok bool, reason, msg string) kube.PodCondition {
+		c := kube.PodCondition{Type: t, Status: kube.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: pod.Generation}
 		if ok {
-			c.Status = corev1.ConditionTrue
+			c.Status = kube.ConditionTrue
 			c.Reason, c.Message = "", ""
 		}
 		c.LastTransitionTime = now
@@ -363,21 +361,21 @@ func conditions(in statusInput, st *corev1.PodStatus, sb *sandboxObs, initialize
 	}
 	var gatesNotReady []string
 	for _, g := range pod.Spec.ReadinessGates {
-		if c, ok := prev[g.ConditionType]; !ok || c.Status != corev1.ConditionTrue {
+		if c, ok := prev[g.ConditionType]; !ok || c.Status != kube.ConditionTrue {
 			gatesNotReady = append(gatesNotReady, string(g.ConditionType))
 		}
 	}
 
-	var out []corev1.PodCondition
-	out = append(out, mk(corev1.PodReadyToStartContainers, sandboxOK, "", ""))
-	if st.Phase == corev1.PodSucceeded {
-		out = append(out, mk(corev1.PodInitialized, true, "", ""))
-		out = append(out, mk(corev1.PodReady, false, "PodCompleted", ""))
-		out = append(out, mk(corev1.ContainersReady, false, "PodCompleted", ""))
+	var out []kube.PodCondition
+	out = append(out, mk(kube.PodReadyToStartContainers, sandboxOK, "", ""))
+	if st.Phase == kube.PodSucceeded {
+		out = append(out, mk(kube.PodInitialized, true, "", ""))
+		out = append(out, mk(kube.PodReady, false, "PodCompleted", ""))
+		out = append(out, mk(kube.ContainersReady, false, "PodCompleted", ""))
 	} else {
-		out = append(out, mk(corev1.PodInitialized, initialized, "ContainersNotInitialized", listMsg("containers with incomplete status", notInit)))
-		containersReady := len(notReady) == 0 && initialized && st.Phase == corev1.PodRunning
-		if !initialized || st.Phase != corev1.PodRunning {
+		out = append(out, mk(kube.PodInitialized, initialized, "ContainersNotInitialized", listMsg("containers with incomplete status", notInit)))
+		containersReady := len(notReady) == 0 && initialized && st.Phase == kube.PodRunning
+		if !initialized || st.Phase != kube.PodRunning {
 			// Report every regular container as not ready until it is.
 			if len(notReady) == 0 {
 				for _, cs := range st.ContainerStatuses {
@@ -387,26 +385,26 @@ func conditions(in statusInput, st *corev1.PodStatus, sb *sandboxObs, initialize
 		}
 		switch {
 		case !containersReady:
-			out = append(out, mk(corev1.PodReady, false, "ContainersNotReady", listMsg("containers with unready status", notReady)))
+			out = append(out, mk(kube.PodReady, false, "ContainersNotReady", listMsg("containers with unready status", notReady)))
 		case len(gatesNotReady) > 0:
-			out = append(out, mk(corev1.PodReady, false, "ReadinessGatesNotReady", listMsg("corresponding condition of pod readiness gate", gatesNotReady)+" does not exist or is not True"))
+			out = append(out, mk(kube.PodReady, false, "ReadinessGatesNotReady", listMsg("corresponding condition of pod readiness gate", gatesNotReady)+" does not exist or is not True"))
 		default:
-			out = append(out, mk(corev1.PodReady, true, "", ""))
+			out = append(out, mk(kube.PodReady, true, "", ""))
 		}
-		out = append(out, mk(corev1.ContainersReady, containersReady, "ContainersNotReady", listMsg("containers with unready status", notReady)))
+		out = append(out, mk(kube.ContainersReady, containersReady, "ContainersNotReady", listMsg("containers with unready status", notReady)))
 	}
-	owned := map[corev1.PodConditionType]bool{}
+	owned := map[kube.PodConditionType]bool{}
 	for _, c := range out {
 		owned[c.Type] = true
 	}
-	var kept []corev1.PodCondition
+	var kept []kube.PodCondition
 	for _, c := range pod.Status.Conditions {
 		if !owned[c.Type] {
-			kept = append(kept, *c.DeepCopy())
+			kept = append(kept, kube.DeepCopy(c))
 		}
 	}
-	if _, ok := prev[corev1.PodScheduled]; !ok {
-		kept = append(kept, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
+	if _, ok := prev[kube.PodScheduled]; !ok {
+		kept = append(kept, kube.PodCondition{Type: kube.PodScheduled, Status: kube.ConditionTrue, LastTransitionTime: now})
 	}
 	sort.SliceStable(kept, func(i, j int) bool { return kept[i].Type < kept[j].Type })
 	return append(out, kept...)
@@ -422,21 +420,21 @@ func listMsg(prefix string, names []string) string {
 // qosClass classifies the pod as the API server documents: Guaranteed when
 // every container has equal CPU and memory requests and limits, BestEffort
 // when none sets any, Burstable otherwise.
-func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
-	requests := corev1.ResourceList{}
-	limits := corev1.ResourceList{}
-	zero := resource.Quantity{}
+func qosClass(pod *kube.Pod) kube.PodQOSClass {
+	requests := kube.ResourceList{}
+	limits := kube.ResourceList{}
+	zero := kube.Quantity{}
 	isGuaranteed := true
-	all := append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...)
+	all := append(append([]kube.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...)
 	for _, c := range all {
 		for name, q := range c.Resources.Requests {
-			if (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Cmp(zero) == 1 {
+			if (name == kube.ResourceCPU || name == kube.ResourceMemory) && q.Cmp(zero) == 1 {
 				add(requests, name, q)
 			}
 		}
 		got := 0
 		for name, q := range c.Resources.Limits {
-			if (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Cmp(zero) == 1 {
+			if (name == kube.ResourceCPU || name == kube.ResourceMemory) && q.Cmp(zero) == 1 {
 				got++
 				add(limits, name, q)
 			}
@@ -446,7 +444,7 @@ func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
 		}
 	}
 	if len(requests) == 0 && len(limits) == 0 {
-		return corev1.PodQOSBestEffort
+		return kube.PodQOSBestEffort
 	}
 	if isGuaranteed {
 		for name, req := range requests {
@@ -457,16 +455,16 @@ func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
 		}
 	}
 	if isGuaranteed && len(requests) == len(limits) {
-		return corev1.PodQOSGuaranteed
+		return kube.PodQOSGuaranteed
 	}
-	return corev1.PodQOSBurstable
+	return kube.PodQOSBurstable
 }
 
-func add(rl corev1.ResourceList, name corev1.ResourceName, q resource.Quantity) {
+func add(rl kube.ResourceList, name kube.ResourceName, q kube.Quantity) {
 	if cur, ok := rl[name]; ok {
 		cur.Add(q)
 		rl[name] = cur
 	} else {
-		rl[name] = q.DeepCopy()
+		rl[name] = kube.DeepCopy(q)
 	}
 }

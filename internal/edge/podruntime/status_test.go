@@ -4,91 +4,89 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
-func cond(st corev1.PodStatus, t corev1.PodConditionType) corev1.PodCondition {
+func cond(st kube.PodStatus, t kube.PodConditionType) kube.PodCondition {
 	for _, c := range st.Conditions {
 		if c.Type == t {
 			return c
 		}
 	}
-	return corev1.PodCondition{}
+	return kube.PodCondition{}
 }
 
 func TestComputeStatus(t *testing.T) {
-	always := testPod(corev1.RestartPolicyAlways, nil, "a")
-	withProbe := always.DeepCopy()
-	withProbe.Spec.Containers[0].ReadinessProbe = &corev1.Probe{}
-	never := testPod(corev1.RestartPolicyNever, nil, "a")
-	withInit := testPod(corev1.RestartPolicyAlways, []string{"i"}, "a")
-	running := func(p *corev1.Pod) podObs {
+	always := testPod(kube.RestartPolicyAlways, nil, "a")
+	withProbe := kube.DeepCopy(always)
+	withProbe.Spec.Containers[0].ReadinessProbe = &kube.Probe{}
+	never := testPod(kube.RestartPolicyNever, nil, "a")
+	withInit := testPod(kube.RestartPolicyAlways, []string{"i"}, "a")
+	running := func(p *kube.Pod) podObs {
 		return podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{ctr(p, "c1", "s1", "a", 0, stateRunning, 0, 0, 0)}}
 	}
 
 	cases := []struct {
 		name      string
-		pod       *corev1.Pod
+		pod       *kube.Pod
 		obs       podObs
 		waiting   map[string]waiting
 		ready     map[string]bool
 		deleting  bool
-		phase     corev1.PodPhase
-		podReady  corev1.ConditionStatus
+		phase     kube.PodPhase
+		podReady  kube.ConditionStatus
 		state     string // of container a: running, waiting:<reason>, terminated:<exit>
 		restarts  int32
 		lastExit  *int32
 		ctrsReady bool
-		inited    corev1.ConditionStatus
+		inited    kube.ConditionStatus
 	}{
-		{name: "nothing yet", pod: always, phase: corev1.PodPending, podReady: corev1.ConditionFalse, state: "waiting:ContainerCreating", inited: corev1.ConditionTrue},
-		{name: "running without a readiness probe is ready", pod: always, obs: running(always), phase: corev1.PodRunning, podReady: corev1.ConditionTrue, state: "running", ctrsReady: true, inited: corev1.ConditionTrue},
-		{name: "readiness probe not passed yet", pod: withProbe, obs: running(withProbe), phase: corev1.PodRunning, podReady: corev1.ConditionFalse, state: "running", inited: corev1.ConditionTrue},
-		{name: "readiness probe passed", pod: withProbe, obs: running(withProbe), ready: map[string]bool{"c1": true}, phase: corev1.PodRunning, podReady: corev1.ConditionTrue, state: "running", ctrsReady: true, inited: corev1.ConditionTrue},
+		{name: "nothing yet", pod: always, phase: kube.PodPending, podReady: kube.ConditionFalse, state: "waiting:ContainerCreating", inited: kube.ConditionTrue},
+		{name: "running without a readiness probe is ready", pod: always, obs: running(always), phase: kube.PodRunning, podReady: kube.ConditionTrue, state: "running", ctrsReady: true, inited: kube.ConditionTrue},
+		{name: "readiness probe not passed yet", pod: withProbe, obs: running(withProbe), phase: kube.PodRunning, podReady: kube.ConditionFalse, state: "running", inited: kube.ConditionTrue},
+		{name: "readiness probe passed", pod: withProbe, obs: running(withProbe), ready: map[string]bool{"c1": true}, phase: kube.PodRunning, podReady: kube.ConditionTrue, state: "running", ctrsReady: true, inited: kube.ConditionTrue},
 		{
 			name: "crash loop: waiting with the last termination, phase Running",
 			pod:  always,
 			obs: podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
 				ctr(always, "c2", "s1", "a", 2, stateExited, 3, time.Second, 2), ctr(always, "c1", "s1", "a", 1, stateExited, 3, time.Second, 1)}},
 			waiting: map[string]waiting{"a": {Reason: "CrashLoopBackOff"}},
-			phase:   corev1.PodRunning, podReady: corev1.ConditionFalse, state: "waiting:CrashLoopBackOff", restarts: 2, lastExit: ptr(int32(3)), inited: corev1.ConditionTrue,
+			phase:   kube.PodRunning, podReady: kube.ConditionFalse, state: "waiting:CrashLoopBackOff", restarts: 2, lastExit: ptr(int32(3)), inited: kube.ConditionTrue,
 		},
 		{
 			name:  "Never, failed: Failed",
 			pod:   never,
 			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(never, "c1", "s1", "a", 0, stateExited, 1, time.Second, 0)}},
-			phase: corev1.PodFailed, podReady: corev1.ConditionFalse, state: "terminated:1", inited: corev1.ConditionTrue,
+			phase: kube.PodFailed, podReady: kube.ConditionFalse, state: "terminated:1", inited: kube.ConditionTrue,
 		},
 		{
 			name:  "Never, succeeded: Succeeded",
 			pod:   never,
 			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(never, "c1", "s1", "a", 0, stateExited, 0, time.Second, 0)}},
-			phase: corev1.PodSucceeded, podReady: corev1.ConditionFalse, state: "terminated:0", inited: corev1.ConditionTrue,
+			phase: kube.PodSucceeded, podReady: kube.ConditionFalse, state: "terminated:0", inited: kube.ConditionTrue,
 		},
 		{
 			name:  "init running: Pending, not initialized, regular container PodInitializing",
 			pod:   withInit,
 			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{ctr(withInit, "c1", "s1", "i", 0, stateRunning, 0, 0, 0)}},
-			phase: corev1.PodPending, podReady: corev1.ConditionFalse, state: "waiting:PodInitializing", inited: corev1.ConditionFalse,
+			phase: kube.PodPending, podReady: kube.ConditionFalse, state: "waiting:PodInitializing", inited: kube.ConditionFalse,
 		},
 		{
 			name: "deleted Always pod stopped by SIGKILL: Failed",
 			pod:  always, deleting: true,
 			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(always, "c1", "s1", "a", 0, stateExited, 137, time.Second, 0)}},
-			phase: corev1.PodFailed, podReady: corev1.ConditionFalse, state: "terminated:137", inited: corev1.ConditionTrue,
+			phase: kube.PodFailed, podReady: kube.ConditionFalse, state: "terminated:137", inited: kube.ConditionTrue,
 		},
 		{
 			name: "deleted Always pod that exited cleanly: Succeeded",
 			pod:  always, deleting: true,
 			obs:   podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(always, "c1", "s1", "a", 0, stateExited, 0, time.Second, 0)}},
-			phase: corev1.PodSucceeded, podReady: corev1.ConditionFalse, state: "terminated:0", inited: corev1.ConditionTrue,
+			phase: kube.PodSucceeded, podReady: kube.ConditionFalse, state: "terminated:0", inited: kube.ConditionTrue,
 		},
 		{
 			name: "deleted before it ever started: Failed",
 			pod:  always, deleting: true,
-			phase: corev1.PodFailed, podReady: corev1.ConditionFalse, state: "waiting:ContainerCreating", inited: corev1.ConditionTrue,
+			phase: kube.PodFailed, podReady: kube.ConditionFalse, state: "waiting:ContainerCreating", inited: kube.ConditionTrue,
 		},
 	}
 	for _, tc := range cases {
@@ -100,10 +98,10 @@ func TestComputeStatus(t *testing.T) {
 			if st.Phase != tc.phase {
 				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
 			}
-			if got := cond(st, corev1.PodReady).Status; got != tc.podReady {
+			if got := cond(st, kube.PodReady).Status; got != tc.podReady {
 				t.Errorf("Ready %s, want %s", got, tc.podReady)
 			}
-			if got := cond(st, corev1.PodInitialized).Status; got != tc.inited {
+			if got := cond(st, kube.PodInitialized).Status; got != tc.inited {
 				t.Errorf("Initialized %s, want %s", got, tc.inited)
 			}
 			cs := st.ContainerStatuses[0]
@@ -125,50 +123,50 @@ func TestComputeStatus(t *testing.T) {
 			if tc.lastExit != nil && (cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != *tc.lastExit) {
 				t.Errorf("last state %+v, want exit %d", cs.LastTerminationState, *tc.lastExit)
 			}
-			if st.HostIP != "192.0.2.1" || cond(st, corev1.PodScheduled).Status != corev1.ConditionTrue {
-				t.Errorf("hostIP %q PodScheduled %v", st.HostIP, cond(st, corev1.PodScheduled))
+			if st.HostIP != "192.0.2.1" || cond(st, kube.PodScheduled).Status != kube.ConditionTrue {
+				t.Errorf("hostIP %q PodScheduled %v", st.HostIP, cond(st, kube.PodScheduled))
 			}
 		})
 	}
 }
 
-func itoa32(i int32) string { return resource.NewQuantity(int64(i), resource.DecimalSI).String() }
+func itoa32(i int32) string { return kube.NewQuantity(int64(i), kube.DecimalSI).String() }
 
 func TestStatusKeepsTransitionTimesAndCloudConditions(t *testing.T) {
-	p := testPod(corev1.RestartPolicyAlways, nil, "a")
-	p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: "example.com/lb"}}
-	earlier := metav1.NewTime(t0.Add(-time.Hour))
-	p.Status.Conditions = []corev1.PodCondition{
-		{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: earlier},
-		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: earlier},
-		{Type: "example.com/lb", Status: corev1.ConditionFalse},
+	p := testPod(kube.RestartPolicyAlways, nil, "a")
+	p.Spec.ReadinessGates = []kube.PodReadinessGate{{ConditionType: "example.com/lb"}}
+	earlier := kube.NewTime(t0.Add(-time.Hour))
+	p.Status.Conditions = []kube.PodCondition{
+		{Type: kube.ContainersReady, Status: kube.ConditionTrue, LastTransitionTime: earlier},
+		{Type: kube.PodScheduled, Status: kube.ConditionTrue, LastTransitionTime: earlier},
+		{Type: "example.com/lb", Status: kube.ConditionFalse},
 	}
 	p.Status.StartTime = &earlier
 	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{ctr(p, "c1", "s1", "a", 0, stateRunning, 0, 0, 0)}}
 	st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, RuntimeName: "containerd"})
-	if c := cond(st, corev1.ContainersReady); c.Status != corev1.ConditionTrue || !c.LastTransitionTime.Equal(&earlier) {
+	if c := cond(st, kube.ContainersReady); c.Status != kube.ConditionTrue || !c.LastTransitionTime.Equal(&earlier) {
 		t.Fatalf("ContainersReady %+v: an unchanged condition keeps its transition time", c)
 	}
-	if c := cond(st, corev1.PodReady); c.Status != corev1.ConditionFalse || c.Reason != "ReadinessGatesNotReady" {
+	if c := cond(st, kube.PodReady); c.Status != kube.ConditionFalse || c.Reason != "ReadinessGatesNotReady" {
 		t.Fatalf("Ready %+v: a false readiness gate holds it", c)
 	}
-	if c := cond(st, "example.com/lb"); c.Status != corev1.ConditionFalse {
+	if c := cond(st, "example.com/lb"); c.Status != kube.ConditionFalse {
 		t.Fatalf("the cloud's condition was dropped: %+v", st.Conditions)
 	}
 	if !st.StartTime.Equal(&earlier) {
 		t.Fatalf("startTime %v, want the stored one", st.StartTime)
 	}
 	// A terminal phase stays terminal.
-	p.Status.Phase = corev1.PodSucceeded
-	if st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, RuntimeName: "containerd"}); st.Phase != corev1.PodSucceeded {
+	p.Status.Phase = kube.PodSucceeded
+	if st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, RuntimeName: "containerd"}); st.Phase != kube.PodSucceeded {
 		t.Fatalf("phase went from Succeeded to %s", st.Phase)
 	}
 }
 
 func TestStatusPodIPs(t *testing.T) {
-	p := testPod(corev1.RestartPolicyAlways, nil, "a")
+	p := testPod(kube.RestartPolicyAlways, nil, "a")
 	down := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}}
-	p.Status.PodIPs = []corev1.PodIP{{IP: "10.0.0.9"}}
+	p.Status.PodIPs = []kube.PodIP{{IP: "10.0.0.9"}}
 	if st := computeStatus(statusInput{Pod: p, Obs: &down, NodeIP: "192.0.2.1", Now: t0}); st.PodIP != "10.0.0.9" {
 		t.Fatalf("a down sandbox keeps the reported IP, got %q", st.PodIP)
 	}
@@ -184,34 +182,34 @@ func TestStatusPodIPs(t *testing.T) {
 }
 
 func TestQOSClass(t *testing.T) {
-	q := resource.MustParse
-	rl := func(cpu, mem string) corev1.ResourceList {
-		out := corev1.ResourceList{}
+	q := kube.MustParse
+	rl := func(cpu, mem string) kube.ResourceList {
+		out := kube.ResourceList{}
 		if cpu != "" {
-			out[corev1.ResourceCPU] = q(cpu)
+			out[kube.ResourceCPU] = q(cpu)
 		}
 		if mem != "" {
-			out[corev1.ResourceMemory] = q(mem)
+			out[kube.ResourceMemory] = q(mem)
 		}
 		return out
 	}
 	cases := []struct {
 		name       string
-		containers []corev1.ResourceRequirements
-		want       corev1.PodQOSClass
+		containers []kube.ResourceRequirements
+		want       kube.PodQOSClass
 	}{
-		{"nothing set", []corev1.ResourceRequirements{{}}, corev1.PodQOSBestEffort},
-		{"equal requests and limits", []corev1.ResourceRequirements{{Requests: rl("1", "1Gi"), Limits: rl("1", "1Gi")}}, corev1.PodQOSGuaranteed},
-		{"limits only (requests default to them)", []corev1.ResourceRequirements{{Requests: rl("500m", "64Mi"), Limits: rl("500m", "64Mi")}}, corev1.PodQOSGuaranteed},
-		{"requests below limits", []corev1.ResourceRequirements{{Requests: rl("100m", "64Mi"), Limits: rl("1", "64Mi")}}, corev1.PodQOSBurstable},
-		{"memory limit only", []corev1.ResourceRequirements{{Limits: rl("", "64Mi"), Requests: rl("", "64Mi")}}, corev1.PodQOSBurstable},
-		{"one guaranteed, one best-effort", []corev1.ResourceRequirements{{Requests: rl("1", "1Gi"), Limits: rl("1", "1Gi")}, {}}, corev1.PodQOSBurstable},
+		{"nothing set", []kube.ResourceRequirements{{}}, kube.PodQOSBestEffort},
+		{"equal requests and limits", []kube.ResourceRequirements{{Requests: rl("1", "1Gi"), Limits: rl("1", "1Gi")}}, kube.PodQOSGuaranteed},
+		{"limits only (requests default to them)", []kube.ResourceRequirements{{Requests: rl("500m", "64Mi"), Limits: rl("500m", "64Mi")}}, kube.PodQOSGuaranteed},
+		{"requests below limits", []kube.ResourceRequirements{{Requests: rl("100m", "64Mi"), Limits: rl("1", "64Mi")}}, kube.PodQOSBurstable},
+		{"memory limit only", []kube.ResourceRequirements{{Limits: rl("", "64Mi"), Requests: rl("", "64Mi")}}, kube.PodQOSBurstable},
+		{"one guaranteed, one best-effort", []kube.ResourceRequirements{{Requests: rl("1", "1Gi"), Limits: rl("1", "1Gi")}, {}}, kube.PodQOSBurstable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &corev1.Pod{}
+			p := &kube.Pod{}
 			for i, r := range tc.containers {
-				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: string(rune('a' + i)), Resources: r})
+				p.Spec.Containers = append(p.Spec.Containers, kube.Container{Name: string(rune('a' + i)), Resources: r})
 			}
 			if got := qosClass(p); got != tc.want {
 				t.Fatalf("got %s, want %s", got, tc.want)
@@ -221,7 +219,7 @@ func TestQOSClass(t *testing.T) {
 }
 
 func TestDeadlineExceeded(t *testing.T) {
-	p := testPod(corev1.RestartPolicyAlways, nil, "a")
+	p := testPod(kube.RestartPolicyAlways, nil, "a")
 	if deadlineExceeded(p, t0, t0.Add(time.Hour)) {
 		t.Fatal("no deadline set")
 	}
@@ -231,34 +229,34 @@ func TestDeadlineExceeded(t *testing.T) {
 	}
 	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{ctr(p, "c1", "s1", "a", 0, stateExited, 137, time.Second, 0)}}
 	st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, DeadlineExceeded: true})
-	if st.Phase != corev1.PodFailed || st.Reason != "DeadlineExceeded" {
+	if st.Phase != kube.PodFailed || st.Reason != "DeadlineExceeded" {
 		t.Fatalf("phase %s reason %q", st.Phase, st.Reason)
 	}
 	// Reported once, it stays (terminal phases are final).
 	p.Status = st
-	if st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0}); st.Reason != "DeadlineExceeded" || st.Phase != corev1.PodFailed {
+	if st := computeStatus(statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0}); st.Reason != "DeadlineExceeded" || st.Phase != kube.PodFailed {
 		t.Fatalf("after the report: phase %s reason %q", st.Phase, st.Reason)
 	}
 }
 
 func TestSidecarStatus(t *testing.T) {
-	always := corev1.ContainerRestartPolicyAlways
-	p := testPod(corev1.RestartPolicyNever, []string{"proxy"}, "main")
+	always := kube.ContainerRestartPolicyAlways
+	p := testPod(kube.RestartPolicyNever, []string{"proxy"}, "main")
 	p.Spec.InitContainers[0].RestartPolicy = &always
-	p.Spec.InitContainers[0].ReadinessProbe = &corev1.Probe{}
+	p.Spec.InitContainers[0].ReadinessProbe = &kube.Probe{}
 	obs := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, true)}, Containers: []containerObs{
 		ctr(p, "c2", "s1", "main", 0, stateRunning, 0, 0, 0), ctr(p, "c1", "s1", "proxy", 0, stateRunning, 0, 0, 0)}}
 	sortObs(&obs)
 	in := statusInput{Pod: p, Obs: &obs, NodeIP: "192.0.2.1", Now: t0, RuntimeName: "containerd"}
 	st := computeStatus(in)
-	if st.Phase != corev1.PodRunning || cond(st, corev1.PodInitialized).Status != corev1.ConditionTrue {
+	if st.Phase != kube.PodRunning || cond(st, kube.PodInitialized).Status != kube.ConditionTrue {
 		t.Fatalf("a running sidecar: %s %v", st.Phase, st.Conditions)
 	}
-	if cond(st, corev1.PodReady).Status != corev1.ConditionFalse {
+	if cond(st, kube.PodReady).Status != kube.ConditionFalse {
 		t.Fatal("an unready sidecar must hold the pod's readiness")
 	}
 	in.Ready = map[string]bool{"c1": true}
-	if st := computeStatus(in); cond(st, corev1.PodReady).Status != corev1.ConditionTrue || !st.InitContainerStatuses[0].Ready {
+	if st := computeStatus(in); cond(st, kube.PodReady).Status != kube.ConditionTrue || !st.InitContainerStatuses[0].Ready {
 		t.Fatalf("ready sidecar: %v", st.Conditions)
 	}
 	// The regular container finished; the sidecar was killed with the
@@ -266,7 +264,7 @@ func TestSidecarStatus(t *testing.T) {
 	done := podObs{Sandboxes: []sandboxObs{sbx("s1", 0, false)}, Containers: []containerObs{
 		ctr(p, "c2", "s1", "main", 0, stateExited, 0, time.Second, 0), ctr(p, "c1", "s1", "proxy", 0, stateExited, 137, time.Second, 0)}}
 	sortObs(&done)
-	if st := computeStatus(statusInput{Pod: p, Obs: &done, NodeIP: "192.0.2.1", Now: t0}); st.Phase != corev1.PodSucceeded {
+	if st := computeStatus(statusInput{Pod: p, Obs: &done, NodeIP: "192.0.2.1", Now: t0}); st.Phase != kube.PodSucceeded {
 		t.Fatalf("phase %s, want Succeeded", st.Phase)
 	}
 }

@@ -15,16 +15,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 const defaultVolumeMode os.FileMode = 0o644
 
 // volumeKind names the per-kind directory under a pod's volumes (the
 // kubelet's names, which tools and people recognise).
-func volumeKind(v *corev1.Volume) (string, error) {
+func volumeKind(v *kube.Volume) (string, error) {
 	switch {
 	case v.EmptyDir != nil:
 		return "kubernetes.io~empty-dir", nil
@@ -49,7 +49,7 @@ type tokenGetter interface {
 
 // renderVolume computes the content of an atomically written volume
 // (configMap, secret, downwardAPI, projected).
-func renderVolume(ctx context.Context, get objectGetter, tokens *tokenCache, pod *corev1.Pod, v *corev1.Volume, facts podFacts, now time.Time) (payload, error) {
+func renderVolume(ctx context.Context, get objectGetter, tokens *tokenCache, pod *kube.Pod, v *kube.Volume, facts podFacts, now time.Time) (payload, error) {
 	switch {
 	case v.ConfigMap != nil:
 		s := v.ConfigMap
@@ -114,11 +114,11 @@ func itemMode(m *int32, def os.FileMode) os.FileMode {
 	return os.FileMode(*m) & 0o777
 }
 
-func configMapFiles(ctx context.Context, get objectGetter, pod *corev1.Pod, name string, items []corev1.KeyToPath, optional *bool, def os.FileMode) (payload, error) {
+func configMapFiles(ctx context.Context, get objectGetter, pod *kube.Pod, name string, items []kube.KeyToPath, optional *bool, def os.FileMode) (payload, error) {
 	opt := optional != nil && *optional
 	cm, err := get.ConfigMap(ctx, pod.Namespace, name)
 	if err != nil {
-		if apierrors.IsNotFound(err) && opt {
+		if errors.Is(err, ErrNotFound) && opt {
 			return payload{}, nil
 		}
 		return nil, refError("configmap", name, err)
@@ -133,11 +133,11 @@ func configMapFiles(ctx context.Context, get objectGetter, pod *corev1.Pod, name
 	return keyFiles("configmap", name, data, items, opt, def)
 }
 
-func secretFiles(ctx context.Context, get objectGetter, pod *corev1.Pod, name string, items []corev1.KeyToPath, optional *bool, def os.FileMode) (payload, error) {
+func secretFiles(ctx context.Context, get objectGetter, pod *kube.Pod, name string, items []kube.KeyToPath, optional *bool, def os.FileMode) (payload, error) {
 	opt := optional != nil && *optional
 	s, err := get.Secret(ctx, pod.Namespace, name)
 	if err != nil {
-		if apierrors.IsNotFound(err) && opt {
+		if errors.Is(err, ErrNotFound) && opt {
 			return payload{}, nil
 		}
 		return nil, refError("secret", name, err)
@@ -147,7 +147,7 @@ func secretFiles(ctx context.Context, get objectGetter, pod *corev1.Pod, name st
 
 // keyFiles maps keys to files: all keys when items is empty, else the
 // listed ones at their paths and modes.
-func keyFiles(kind, name string, data map[string][]byte, items []corev1.KeyToPath, optional bool, def os.FileMode) (payload, error) {
+func keyFiles(kind, name string, data map[string][]byte, items []kube.KeyToPath, optional bool, def os.FileMode) (payload, error) {
 	p := payload{}
 	if len(items) == 0 {
 		for k, v := range data {
@@ -168,7 +168,7 @@ func keyFiles(kind, name string, data map[string][]byte, items []corev1.KeyToPat
 	return p, nil
 }
 
-func downwardFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, def os.FileMode, facts podFacts) (payload, error) {
+func downwardFiles(pod *kube.Pod, items []kube.DownwardAPIVolumeFile, def os.FileMode, facts podFacts) (payload, error) {
 	p := payload{}
 	for _, it := range items {
 		var v string
@@ -211,7 +211,7 @@ func newTokenCache(src tokenGetter) *tokenCache {
 	return &tokenCache{src: src, m: map[string]tokenEntry{}}
 }
 
-func (c *tokenCache) get(ctx context.Context, pod *corev1.Pod, key string, aud []string, exp int64, now time.Time) (string, error) {
+func (c *tokenCache) get(ctx context.Context, pod *kube.Pod, key string, aud []string, exp int64, now time.Time) (string, error) {
 	k := string(pod.UID) + "/" + key + "/" + strings.Join(aud, ",") + "/" + strconv.FormatInt(exp, 10)
 	c.mu.Lock()
 	e, ok := c.m[k]
@@ -303,7 +303,7 @@ func (m *volumeManager) podDir(uid types.UID) string {
 // setup creates or refreshes every volume of the pod and returns where
 // each is on the host. It is idempotent; content that changed (a ConfigMap
 // edit, a token refresh) is swapped in atomically.
-func (m *volumeManager) setup(ctx context.Context, pod *corev1.Pod, facts podFacts, now time.Time) (map[string]volumeMountSource, error) {
+func (m *volumeManager) setup(ctx context.Context, pod *kube.Pod, facts podFacts, now time.Time) (map[string]volumeMountSource, error) {
 	out := make(map[string]volumeMountSource, len(pod.Spec.Volumes))
 	gid := -1
 	if sc := pod.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
@@ -322,7 +322,7 @@ func (m *volumeManager) setup(ctx context.Context, pod *corev1.Pod, facts podFac
 	return out, errors.Join(errs...)
 }
 
-func (m *volumeManager) setupOne(ctx context.Context, pod *corev1.Pod, v *corev1.Volume, facts podFacts, gid int, now time.Time) (volumeMountSource, error) {
+func (m *volumeManager) setupOne(ctx context.Context, pod *kube.Pod, v *kube.Volume, facts podFacts, gid int, now time.Time) (volumeMountSource, error) {
 	kind, err := volumeKind(v)
 	if err != nil {
 		return volumeMountSource{}, err
@@ -353,13 +353,13 @@ func (m *volumeManager) setupOne(ctx context.Context, pod *corev1.Pod, v *corev1
 	return volumeMountSource{HostPath: dir, ReadOnly: true}, nil
 }
 
-func prepareEmptyDir(dir string, ed *corev1.EmptyDirVolumeSource, gid int) error {
+func prepareEmptyDir(dir string, ed *kube.EmptyDirVolumeSource, gid int) error {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
 	}
 	switch ed.Medium {
-	case corev1.StorageMediumDefault:
-	case corev1.StorageMediumMemory:
+	case kube.StorageMediumDefault:
+	case kube.StorageMediumMemory:
 		opts := ""
 		if ed.SizeLimit != nil && !ed.SizeLimit.IsZero() {
 			opts = "size=" + strconv.FormatInt(ed.SizeLimit.Value(), 10)
@@ -381,12 +381,12 @@ func prepareEmptyDir(dir string, ed *corev1.EmptyDirVolumeSource, gid int) error
 }
 
 // prepareHostPath checks (or creates) a hostPath as its type demands.
-func prepareHostPath(v *corev1.Volume) error {
+func prepareHostPath(v *kube.Volume) error {
 	hp := v.HostPath
 	if !filepath.IsAbs(hp.Path) {
 		return configErrorf("volume %q: hostPath %q must be absolute", v.Name, hp.Path)
 	}
-	t := corev1.HostPathUnset
+	t := kube.HostPathUnset
 	if hp.Type != nil {
 		t = *hp.Type
 	}
@@ -401,16 +401,16 @@ func prepareHostPath(v *corev1.Volume) error {
 		return nil
 	}
 	switch t {
-	case corev1.HostPathUnset:
+	case kube.HostPathUnset:
 		return nil
-	case corev1.HostPathDirectoryOrCreate:
+	case kube.HostPathDirectoryOrCreate:
 		if statErr != nil {
 			return os.MkdirAll(hp.Path, 0o755)
 		}
 		return want(info.IsDir(), "directory")
-	case corev1.HostPathDirectory:
+	case kube.HostPathDirectory:
 		return want(statErr == nil && info.IsDir(), "directory")
-	case corev1.HostPathFileOrCreate:
+	case kube.HostPathFileOrCreate:
 		if statErr != nil {
 			if err := os.MkdirAll(filepath.Dir(hp.Path), 0o755); err != nil {
 				return err
@@ -422,13 +422,13 @@ func prepareHostPath(v *corev1.Volume) error {
 			return f.Close()
 		}
 		return want(info.Mode().IsRegular(), "file")
-	case corev1.HostPathFile:
+	case kube.HostPathFile:
 		return want(statErr == nil && info.Mode().IsRegular(), "file")
-	case corev1.HostPathSocket:
+	case kube.HostPathSocket:
 		return want(statErr == nil && info.Mode()&os.ModeSocket != 0, "socket")
-	case corev1.HostPathCharDev:
+	case kube.HostPathCharDev:
 		return want(statErr == nil && info.Mode()&os.ModeCharDevice != 0, "character device")
-	case corev1.HostPathBlockDev:
+	case kube.HostPathBlockDev:
 		return want(statErr == nil && info.Mode()&os.ModeDevice != 0 && info.Mode()&os.ModeCharDevice == 0, "block device")
 	}
 	return configErrorf("volume %q: hostPath type %q is not known", v.Name, t)

@@ -11,55 +11,54 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 func TestRenderVolumes(t *testing.T) {
 	mode := int32(0o600)
 	opt := true
 	objs := objects{
-		cms:     map[string]*corev1.ConfigMap{"ns/cfg": {Data: map[string]string{"a": "1", "b": "2"}, BinaryData: map[string][]byte{"bin": {0, 1}}}},
-		secrets: map[string]*corev1.Secret{"ns/sec": {Data: map[string][]byte{"pw": []byte("x")}}},
+		cms:     map[string]*kube.ConfigMap{"ns/cfg": {Data: map[string]string{"a": "1", "b": "2"}, BinaryData: map[string][]byte{"bin": {0, 1}}}},
+		secrets: map[string]*kube.Secret{"ns/sec": {Data: map[string][]byte{"pw": []byte("x")}}},
 	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u", Labels: map[string]string{"b": "2", "a": "1"}}}
+	pod := &kube.Pod{ObjectMeta: kube.ObjectMeta{Name: "p", Namespace: "ns", UID: "u", Labels: map[string]string{"b": "2", "a": "1"}}}
 	tokens := newTokenCache(tokenFunc(func(ns, podName, sa string, aud []string, exp int64) (string, error) {
 		return ns + "/" + podName + "/" + sa + "/" + strings.Join(aud, ",") + "/" + itoa32(int32(exp)), nil
 	}))
 	cases := []struct {
 		name string
-		vol  corev1.VolumeSource
+		vol  kube.VolumeSource
 		want map[string]string // path → data@mode
 		err  string
 	}{
-		{"configMap, all keys", corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}},
+		{"configMap, all keys", kube.VolumeSource{ConfigMap: &kube.ConfigMapVolumeSource{LocalObjectReference: kube.LocalObjectReference{Name: "cfg"}}},
 			map[string]string{"a": "1@644", "b": "2@644", "bin": "\x00\x01@644"}, ""},
-		{"configMap items with modes", corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"},
-			Items: []corev1.KeyToPath{{Key: "a", Path: "dir/a.txt", Mode: &mode}}, DefaultMode: ptr(int32(0o440))}},
+		{"configMap items with modes", kube.VolumeSource{ConfigMap: &kube.ConfigMapVolumeSource{LocalObjectReference: kube.LocalObjectReference{Name: "cfg"},
+			Items: []kube.KeyToPath{{Key: "a", Path: "dir/a.txt", Mode: &mode}}, DefaultMode: ptr(int32(0o440))}},
 			map[string]string{"dir/a.txt": "1@600"}, ""},
-		{"configMap missing key", corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"},
-			Items: []corev1.KeyToPath{{Key: "zz", Path: "zz"}}}}, nil, `has no key "zz"`},
-		{"optional missing configMap", corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Optional: &opt}},
+		{"configMap missing key", kube.VolumeSource{ConfigMap: &kube.ConfigMapVolumeSource{LocalObjectReference: kube.LocalObjectReference{Name: "cfg"},
+			Items: []kube.KeyToPath{{Key: "zz", Path: "zz"}}}}, nil, `has no key "zz"`},
+		{"optional missing configMap", kube.VolumeSource{ConfigMap: &kube.ConfigMapVolumeSource{LocalObjectReference: kube.LocalObjectReference{Name: "nope"}, Optional: &opt}},
 			map[string]string{}, ""},
-		{"missing configMap", corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}}},
+		{"missing configMap", kube.VolumeSource{ConfigMap: &kube.ConfigMapVolumeSource{LocalObjectReference: kube.LocalObjectReference{Name: "nope"}}},
 			nil, `configmap "nope" not found`},
-		{"secret with defaultMode", corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec", DefaultMode: &mode}},
+		{"secret with defaultMode", kube.VolumeSource{Secret: &kube.SecretVolumeSource{SecretName: "sec", DefaultMode: &mode}},
 			map[string]string{"pw": "x@600"}, ""},
-		{"downwardAPI", corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
-			{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
-			{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}},
+		{"downwardAPI", kube.VolumeSource{DownwardAPI: &kube.DownwardAPIVolumeSource{Items: []kube.DownwardAPIVolumeFile{
+			{Path: "labels", FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.labels"}},
+			{Path: "name", FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.name"}}}}},
 			map[string]string{"labels": "a=\"1\"\nb=\"2\"@644", "name": "p@644"}, ""},
-		{"projected service account token, configMap, downwardAPI", corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", Audience: "api", ExpirationSeconds: ptr(int64(600))}},
-			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Items: []corev1.KeyToPath{{Key: "a", Path: "ca.crt"}}}},
-			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}}},
+		{"projected service account token, configMap, downwardAPI", kube.VolumeSource{Projected: &kube.ProjectedVolumeSource{Sources: []kube.VolumeProjection{
+			{ServiceAccountToken: &kube.ServiceAccountTokenProjection{Path: "token", Audience: "api", ExpirationSeconds: ptr(int64(600))}},
+			{ConfigMap: &kube.ConfigMapProjection{LocalObjectReference: kube.LocalObjectReference{Name: "cfg"}, Items: []kube.KeyToPath{{Key: "a", Path: "ca.crt"}}}},
+			{DownwardAPI: &kube.DownwardAPIProjection{Items: []kube.DownwardAPIVolumeFile{{Path: "namespace", FieldRef: &kube.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}}},
 		}}}, map[string]string{"token": "ns/p/default/api/600@644", "ca.crt": "1@644", "namespace": "ns@644"}, ""},
-		{"projected cluster trust bundle is refused", corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-			{ClusterTrustBundle: &corev1.ClusterTrustBundleProjection{Path: "x"}}}}}, nil, "not supported at the edge"},
+		{"projected cluster trust bundle is refused", kube.VolumeSource{Projected: &kube.ProjectedVolumeSource{Sources: []kube.VolumeProjection{
+			{ClusterTrustBundle: &kube.Unsupported{}}}}}, nil, "not supported at the edge"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := &corev1.Volume{Name: "v", VolumeSource: tc.vol}
+			v := &kube.Volume{Name: "v", VolumeSource: tc.vol}
 			p, err := renderVolume(context.Background(), objs, tokens, pod, v, podFacts{}, t0)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
@@ -114,7 +113,7 @@ func TestTokenCacheRefreshAndOffline(t *testing.T) {
 		}
 		return jwt(now.Unix(), now.Unix()+1000), nil
 	}))
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u"}}
+	pod := &kube.Pod{ObjectMeta: kube.ObjectMeta{Name: "p", Namespace: "ns", UID: "u"}}
 	first, err := cache.get(context.Background(), pod, "v/token", nil, 1000, now)
 	if err != nil || calls != 1 {
 		t.Fatal(err, calls)
@@ -194,21 +193,21 @@ func TestHostPathTypes(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hp := func(path string, typ corev1.HostPathType) *corev1.Volume {
-		return &corev1.Volume{Name: "h", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: &typ}}}
+	hp := func(path string, typ kube.HostPathType) *kube.Volume {
+		return &kube.Volume{Name: "h", VolumeSource: kube.VolumeSource{HostPath: &kube.HostPathVolumeSource{Path: path, Type: &typ}}}
 	}
 	cases := []struct {
-		vol *corev1.Volume
+		vol *kube.Volume
 		ok  bool
 	}{
-		{hp(dir, corev1.HostPathDirectory), true},
-		{hp(file, corev1.HostPathDirectory), false},
-		{hp(file, corev1.HostPathFile), true},
-		{hp(filepath.Join(dir, "missing"), corev1.HostPathFile), false},
-		{hp(filepath.Join(dir, "new/dir"), corev1.HostPathDirectoryOrCreate), true},
-		{hp(filepath.Join(dir, "new2/file"), corev1.HostPathFileOrCreate), true},
-		{hp(file, corev1.HostPathSocket), false},
-		{hp("relative", corev1.HostPathUnset), false},
+		{hp(dir, kube.HostPathDirectory), true},
+		{hp(file, kube.HostPathDirectory), false},
+		{hp(file, kube.HostPathFile), true},
+		{hp(filepath.Join(dir, "missing"), kube.HostPathFile), false},
+		{hp(filepath.Join(dir, "new/dir"), kube.HostPathDirectoryOrCreate), true},
+		{hp(filepath.Join(dir, "new2/file"), kube.HostPathFileOrCreate), true},
+		{hp(file, kube.HostPathSocket), false},
+		{hp("relative", kube.HostPathUnset), false},
 	}
 	for _, tc := range cases {
 		err := prepareHostPath(tc.vol)

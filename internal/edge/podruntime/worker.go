@@ -13,10 +13,10 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // podWorker owns one pod: a goroutine that syncs it whenever poked, at
@@ -28,16 +28,16 @@ type podWorker struct {
 	wakeCh chan struct{}
 
 	mu      sync.Mutex
-	pod     *corev1.Pod // latest desired; the last known one once removed
+	pod     *kube.Pod // latest desired; the last known one once removed
 	removed bool
 	cancel  context.CancelFunc // aborts the current sync (pulls) on deletion
 
 	// The fields below belong to the worker goroutine.
 	name        types.NamespacedName
 	firstSeen   time.Time
-	deadline    bool              // activeDeadlineSeconds passed: stopped for good
-	last        *corev1.PodStatus // last reported status (or the stored one)
-	seenVersion string            // resourceVersion of the desired pod last compared with last
+	deadline    bool            // activeDeadlineSeconds passed: stopped for good
+	last        *kube.PodStatus // last reported status (or the stored one)
+	seenVersion string          // resourceVersion of the desired pod last compared with last
 	waiting     map[string]waiting
 	pulls       map[string]pullBackoff // by image
 	sandbox     pullBackoff            // failed sandbox creations
@@ -46,7 +46,7 @@ type podWorker struct {
 	failures    int  // consecutive failed syncs
 }
 
-func newPodWorker(r *Runtime, p *corev1.Pod) *podWorker {
+func newPodWorker(r *Runtime, p *kube.Pod) *podWorker {
 	w := &podWorker{
 		rt:        r,
 		uid:       p.UID,
@@ -57,7 +57,7 @@ func newPodWorker(r *Runtime, p *corev1.Pod) *podWorker {
 		waiting:   map[string]waiting{},
 		pulls:     map[string]pullBackoff{},
 	}
-	st := p.Status.DeepCopy()
+	st := kube.DeepCopy(&p.Status)
 	w.last = st
 	w.seenVersion = p.ResourceVersion
 	return w
@@ -72,7 +72,7 @@ func (w *podWorker) poke() {
 
 // update records the newest desired pod; a new deletion aborts a sync in
 // progress (an image pull need not finish for a pod being deleted).
-func (w *podWorker) update(p *corev1.Pod) {
+func (w *podWorker) update(p *kube.Pod) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	deleting := p.DeletionTimestamp != nil && (w.pod == nil || w.pod.DeletionTimestamp == nil)
@@ -98,7 +98,7 @@ func (w *podWorker) isRemoved() bool {
 	return w.removed
 }
 
-func (w *podWorker) snapshot() (*corev1.Pod, bool) {
+func (w *podWorker) snapshot() (*kube.Pod, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.pod, w.removed
@@ -162,7 +162,7 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 		}
 		w.deadline = deadlineExceeded(pod, start, now)
 		if w.deadline {
-			w.event(corev1.EventTypeNormal, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+			w.event(kube.EventTypeNormal, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
 		}
 	}
 	if w.deadline {
@@ -186,7 +186,7 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 	// the report has reached the cloud and come back in the Source.
 	decide := pod
 	if isTerminalPhase(w.last.Phase) && !isTerminalPhase(pod.Status.Phase) {
-		decide = pod.DeepCopy()
+		decide = kube.DeepCopy(pod)
 		decide.Status.Phase = w.last.Phase
 	}
 	acts := computeActions(actionInput{
@@ -211,7 +211,7 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 		vols, volErr = r.volumes.setup(sctx, pod, w.facts(pod, obs.latestSandbox()), now)
 		if volErr != nil {
 			r.metrics.syncErrors.WithLabelValues("volumes").Inc()
-			w.event(corev1.EventTypeWarning, "FailedMount", volErr.Error())
+			w.event(kube.EventTypeWarning, "FailedMount", volErr.Error())
 			// Containers cannot start without their volumes; stops and
 			// removals still happen.
 			acts.CreateSandbox = false
@@ -264,7 +264,7 @@ func (w *podWorker) sync(ctx, sctx context.Context) (next time.Time, finished bo
 
 // waitingNow merges the reasons containers are held: errors from earlier
 // start attempts, back-off, and a volume failure.
-func (w *podWorker) waitingNow(held map[string]waiting, volErr error, pod *corev1.Pod) map[string]waiting {
+func (w *podWorker) waitingNow(held map[string]waiting, volErr error, pod *kube.Pod) map[string]waiting {
 	out := map[string]waiting{}
 	for k, v := range w.waiting {
 		out[k] = v
@@ -273,7 +273,7 @@ func (w *podWorker) waitingNow(held map[string]waiting, volErr error, pod *corev
 		out[k] = v
 	}
 	if volErr != nil {
-		for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		for _, c := range append(append([]kube.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
 			if _, ok := out[c.Name]; !ok {
 				out[c.Name] = waiting{Reason: "ContainerCreating", Message: volErr.Error()}
 			}
@@ -299,7 +299,7 @@ func (w *podWorker) event(eventType, reason, message string) {
 }
 
 // facts are the downward-API values of the pod's current sandbox.
-func (w *podWorker) facts(pod *corev1.Pod, sb *sandboxObs) podFacts {
+func (w *podWorker) facts(pod *kube.Pod, sb *sandboxObs) podFacts {
 	f := podFacts{NodeIP: w.rt.cfg.NodeIP, Allocatable: w.rt.cfg.Allocatable}
 	switch {
 	case pod.Spec.HostNetwork:
@@ -338,7 +338,7 @@ func (w *podWorker) probeStarted(obs *podObs) map[string]bool {
 
 // execute carries out acts in order; it reports whether it changed
 // anything in CRI.
-func (w *podWorker) execute(ctx, sctx context.Context, pod *corev1.Pod, obs *podObs, acts *podActions, vols map[string]volumeMountSource) bool {
+func (w *podWorker) execute(ctx, sctx context.Context, pod *kube.Pod, obs *podObs, acts *podActions, vols map[string]volumeMountSource) bool {
 	r := w.rt
 	changed := false
 	byID := map[string]*containerObs{}
@@ -398,10 +398,10 @@ func (w *podWorker) execute(ctx, sctx context.Context, pod *corev1.Pod, obs *pod
 			return changed
 		}
 		if dnsWarning != "" {
-			w.event(corev1.EventTypeWarning, "MissingClusterDNS", dnsWarning)
+			w.event(kube.EventTypeWarning, "MissingClusterDNS", dnsWarning)
 		}
 		if sb != nil {
-			w.event(corev1.EventTypeNormal, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+			w.event(kube.EventTypeNormal, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
 		}
 		if err := os.MkdirAll(sbCfg.LogDirectory, 0o755); err != nil {
 			w.sandboxFailed(err)
@@ -453,11 +453,11 @@ func (w *podWorker) sandboxFailed(err error) {
 	r := w.rt
 	r.metrics.syncErrors.WithLabelValues("create_sandbox").Inc()
 	w.sandbox = r.cfg.ImagePullBackOff.fail(w.sandbox, r.cfg.Clock.Now(), err.Error())
-	w.event(corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: "+err.Error())
+	w.event(kube.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: "+err.Error())
 }
 
 // specOf finds a container of the pod by name.
-func specOf(pod *corev1.Pod, name string) (*corev1.Container, bool) {
+func specOf(pod *kube.Pod, name string) (*kube.Container, bool) {
 	for i := range pod.Spec.InitContainers {
 		if pod.Spec.InitContainers[i].Name == name {
 			return &pod.Spec.InitContainers[i], true
@@ -473,7 +473,7 @@ func specOf(pod *corev1.Pod, name string) (*corev1.Container, bool) {
 
 // startContainer pulls, configures, creates and starts one container and
 // runs its postStart hook. Failures become the container's waiting reason.
-func (w *podWorker) startContainer(ctx, sctx context.Context, pod *corev1.Pod, sbID string, sbCfg *runtimeapi.PodSandboxConfig, s startAction, vols map[string]volumeMountSource, facts podFacts) bool {
+func (w *podWorker) startContainer(ctx, sctx context.Context, pod *kube.Pod, sbID string, sbCfg *runtimeapi.PodSandboxConfig, s startAction, vols map[string]volumeMountSource, facts podFacts) bool {
 	r := w.rt
 	spec, _ := specOf(pod, s.Name)
 	if spec == nil {
@@ -489,7 +489,7 @@ func (w *podWorker) startContainer(ctx, sctx context.Context, pod *corev1.Pod, s
 		return false
 	}
 	for _, msg := range warnings {
-		w.event(corev1.EventTypeWarning, "InvalidEnvironmentVariableNames", msg)
+		w.event(kube.EventTypeWarning, "InvalidEnvironmentVariableNames", msg)
 	}
 	termPath := ""
 	if spec.TerminationMessagePath != "" {
@@ -517,18 +517,18 @@ func (w *podWorker) startContainer(ctx, sctx context.Context, pod *corev1.Pod, s
 	if err != nil {
 		r.metrics.syncErrors.WithLabelValues("create_container").Inc()
 		w.waiting[s.Name] = waiting{Reason: "CreateContainerError", Message: err.Error()}
-		w.event(corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
+		w.event(kube.EventTypeWarning, "Failed", "Error: "+err.Error())
 		return false
 	}
-	w.event(corev1.EventTypeNormal, "Created", "Created container "+s.Name)
+	w.event(kube.EventTypeNormal, "Created", "Created container "+s.Name)
 	if err := r.cri.startContainer(sctx, id); err != nil {
 		r.metrics.syncErrors.WithLabelValues("start_container").Inc()
 		w.waiting[s.Name] = waiting{Reason: "RunContainerError", Message: err.Error()}
-		w.event(corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
+		w.event(kube.EventTypeWarning, "Failed", "Error: "+err.Error())
 		return true
 	}
 	delete(w.waiting, s.Name)
-	w.event(corev1.EventTypeNormal, "Started", "Started container "+s.Name)
+	w.event(kube.EventTypeNormal, "Started", "Started container "+s.Name)
 	if s.Attempt > 0 {
 		r.metrics.restarts.Inc()
 	}
@@ -538,7 +538,7 @@ func (w *podWorker) startContainer(ctx, sctx context.Context, pod *corev1.Pod, s
 			ip = facts.PodIPs[0]
 		}
 		if err := r.runHook(sctx, h.PostStart, spec, id, ip, time.Duration(gracePeriod(pod))*time.Second+time.Minute); err != nil {
-			w.event(corev1.EventTypeWarning, "FailedPostStartHook", err.Error())
+			w.event(kube.EventTypeWarning, "FailedPostStartHook", err.Error())
 			c := containerObs{ID: id, Name: s.Name, State: stateRunning}
 			w.killAll(ctx, pod, &podObs{Containers: []containerObs{c}}, []killAction{{ContainerID: id, Name: s.Name,
 				Reason: "FailedPostStartHook", Message: "PostStart hook failed"}}, gracePeriod(pod))
@@ -550,11 +550,11 @@ func (w *podWorker) startContainer(ctx, sctx context.Context, pod *corev1.Pod, s
 func (w *podWorker) configFailed(name string, err error) {
 	w.rt.metrics.syncErrors.WithLabelValues("container_config").Inc()
 	w.waiting[name] = waiting{Reason: "CreateContainerConfigError", Message: err.Error()}
-	w.event(corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
+	w.event(kube.EventTypeWarning, "Failed", "Error: "+err.Error())
 }
 
-func memCapacity(rl corev1.ResourceList) int64 {
-	if q, ok := rl[corev1.ResourceMemory]; ok {
+func memCapacity(rl kube.ResourceList) int64 {
+	if q, ok := rl[kube.ResourceMemory]; ok {
 		return q.Value()
 	}
 	return 0
@@ -562,7 +562,7 @@ func memCapacity(rl corev1.ResourceList) int64 {
 
 // ensureImage makes the container's image available per its pull policy
 // and returns the reference to create the container from.
-func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container, sbCfg *runtimeapi.PodSandboxConfig) (string, error) {
+func (w *podWorker) ensureImage(ctx context.Context, pod *kube.Pod, c *kube.Container, sbCfg *runtimeapi.PodSandboxConfig) (string, error) {
 	r := w.rt
 	if c.Image == "" {
 		w.waiting[c.Name] = waiting{Reason: "InvalidImageName", Message: "container has no image"}
@@ -575,18 +575,18 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 		w.waiting[c.Name] = waiting{Reason: "ErrImagePull", Message: err.Error()}
 		return "", err
 	}
-	if policy == corev1.PullNever {
+	if policy == kube.PullNever {
 		if present == nil {
 			msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
 			w.waiting[c.Name] = waiting{Reason: "ErrImageNeverPull", Message: msg}
-			w.event(corev1.EventTypeWarning, "ErrImageNeverPull", msg)
+			w.event(kube.EventTypeWarning, "ErrImageNeverPull", msg)
 			return "", errors.New(msg)
 		}
 		return present.Id, nil
 	}
-	if policy == corev1.PullIfNotPresent && present != nil {
+	if policy == kube.PullIfNotPresent && present != nil {
 		r.metrics.imagePulls.WithLabelValues("present").Inc()
-		w.event(corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
+		w.event(kube.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 		return present.Id, nil
 	}
 	now := r.cfg.Clock.Now()
@@ -595,14 +595,14 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 			return present.Id, nil
 		}
 		w.waiting[c.Name] = waiting{Reason: "ImagePullBackOff", Message: fmt.Sprintf("Back-off pulling image %q: %s", c.Image, b.lastError)}
-		w.event(corev1.EventTypeNormal, "BackOff", fmt.Sprintf("Back-off pulling image %q", c.Image))
+		w.event(kube.EventTypeNormal, "BackOff", fmt.Sprintf("Back-off pulling image %q", c.Image))
 		return "", errors.New("image pull back-off")
 	}
 	creds, problems := pullCredentials(ctx, r.src, pod, c.Image)
 	for _, p := range problems {
-		w.event(corev1.EventTypeWarning, "FailedToRetrieveImagePullSecret", p)
+		w.event(kube.EventTypeWarning, "FailedToRetrieveImagePullSecret", p)
 	}
-	w.event(corev1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
+	w.event(kube.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
 	start := time.Now()
 	ref, err := w.pull(ctx, c.Image, creds, sbCfg)
 	if err != nil {
@@ -613,7 +613,7 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 		if present != nil {
 			// Offline autonomy: with the registry unreachable, a pod with
 			// pull policy Always still restarts from the image it has.
-			w.event(corev1.EventTypeWarning, "PullFailedUsingLocalImage",
+			w.event(kube.EventTypeWarning, "PullFailedUsingLocalImage",
 				fmt.Sprintf("Failed to pull image %q (%v); using the copy already on the node", c.Image, err))
 			w.pulls[c.Image] = r.cfg.ImagePullBackOff.fail(w.pulls[c.Image], now, err.Error())
 			return present.Id, nil
@@ -621,12 +621,12 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 		w.pulls[c.Image] = r.cfg.ImagePullBackOff.fail(w.pulls[c.Image], now, err.Error())
 		msg := fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)
 		w.waiting[c.Name] = waiting{Reason: "ErrImagePull", Message: msg}
-		w.event(corev1.EventTypeWarning, "Failed", msg)
+		w.event(kube.EventTypeWarning, "Failed", msg)
 		return "", err
 	}
 	delete(w.pulls, c.Image)
 	r.metrics.imagePulls.WithLabelValues("pulled").Inc()
-	w.event(corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Successfully pulled image %q in %s", c.Image, time.Since(start).Round(time.Millisecond)))
+	w.event(kube.EventTypeNormal, "Pulled", fmt.Sprintf("Successfully pulled image %q in %s", c.Image, time.Since(start).Round(time.Millisecond)))
 	return ref, nil
 }
 
@@ -668,7 +668,7 @@ func (w *podWorker) pull(ctx context.Context, image string, creds []*runtimeapi.
 // what it serves). Each runs its preStop hook within the grace period, then
 // gets SIGTERM and, after the rest of the period, SIGKILL. The grace period
 // counts from the start of the pod's termination when it is being deleted.
-func (w *podWorker) killAll(ctx context.Context, pod *corev1.Pod, obs *podObs, kills []killAction, graceSeconds int64) {
+func (w *podWorker) killAll(ctx context.Context, pod *kube.Pod, obs *podObs, kills []killAction, graceSeconds int64) {
 	sidecarOrder := map[string]int{}
 	for i := range pod.Spec.InitContainers {
 		if isSidecar(&pod.Spec.InitContainers[i]) {
@@ -702,7 +702,7 @@ func (w *podWorker) killAll(ctx context.Context, pod *corev1.Pod, obs *podObs, k
 // kubelet's minimum too).
 const minGrace = 2 * time.Second
 
-func (w *podWorker) kill(ctx context.Context, pod *corev1.Pod, obs *podObs, k killAction, graceSeconds int64) {
+func (w *podWorker) kill(ctx context.Context, pod *kube.Pod, obs *podObs, k killAction, graceSeconds int64) {
 	r := w.rt
 	grace := time.Duration(graceSeconds) * time.Second
 	if spec, _ := specOf(pod, k.Name); spec != nil {
@@ -715,9 +715,9 @@ func (w *podWorker) kill(ctx context.Context, pod *corev1.Pod, obs *podObs, k ki
 		deadline = w.killStarted.Add(grace)
 	}
 	if k.Reason != "" {
-		w.event(corev1.EventTypeNormal, k.Reason, k.Message)
+		w.event(kube.EventTypeNormal, k.Reason, k.Message)
 	} else {
-		w.event(corev1.EventTypeNormal, "Killing", "Stopping container "+k.Name)
+		w.event(kube.EventTypeNormal, "Killing", "Stopping container "+k.Name)
 	}
 	spec, _ := specOf(pod, k.Name)
 	if spec != nil && spec.Lifecycle != nil && spec.Lifecycle.PreStop != nil {
@@ -729,7 +729,7 @@ func (w *podWorker) kill(ctx context.Context, pod *corev1.Pod, obs *podObs, k ki
 				ip = sb.IPs[0]
 			}
 			if err := r.runHook(ctx, spec.Lifecycle.PreStop, spec, k.ContainerID, ip, left); err != nil {
-				w.event(corev1.EventTypeWarning, "FailedPreStopHook", fmt.Sprintf("PreStopHook failed: %v", err))
+				w.event(kube.EventTypeWarning, "FailedPreStopHook", fmt.Sprintf("PreStopHook failed: %v", err))
 			}
 		}
 	}
@@ -742,7 +742,7 @@ func (w *podWorker) kill(ctx context.Context, pod *corev1.Pod, obs *podObs, k ki
 
 // probeFor returns the liveness or startup probe that failed for a
 // container (whose terminationGracePeriodSeconds overrides the pod's).
-func probeFor(spec *corev1.Container, pm *probeManager, id string) *corev1.Probe {
+func probeFor(spec *kube.Container, pm *probeManager, id string) *kube.Probe {
 	if r, ok := pm.result(id, liveness); ok && r == resultFailure {
 		return spec.LivenessProbe
 	}
@@ -755,7 +755,7 @@ func probeFor(spec *corev1.Container, pm *probeManager, id string) *corev1.Probe
 // terminate stops a pod that is being deleted (or vanished from the
 // Source) and, once nothing runs, reports it terminated or, if it is gone
 // from the Source, removes everything it left.
-func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod, removed bool, obs *podObs) (time.Time, bool) {
+func (w *podWorker) terminate(ctx context.Context, pod *kube.Pod, removed bool, obs *podObs) (time.Time, bool) {
 	r := w.rt
 	if w.killStarted.IsZero() {
 		w.killStarted = time.Now()
@@ -810,7 +810,7 @@ func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod, removed bool
 }
 
 // report computes the pod's status and sends it if it changed.
-func (w *podWorker) report(pod *corev1.Pod, obs *podObs, waitingNow map[string]waiting, terminating bool) {
+func (w *podWorker) report(pod *kube.Pod, obs *podObs, waitingNow map[string]waiting, terminating bool) {
 	r := w.rt
 	msgs := map[string]string{}
 	for _, c := range obs.Containers {
@@ -834,9 +834,9 @@ func (w *podWorker) report(pod *corev1.Pod, obs *podObs, waitingNow map[string]w
 	}
 	// Conditions the cloud owns come from the Source's pod; times, IPs and
 	// terminal phases from what this worker reported last.
-	basis := pod.DeepCopy()
+	basis := kube.DeepCopy(pod)
 	prevOwned := w.last
-	basis.Status = *prevOwned.DeepCopy()
+	basis.Status = *kube.DeepCopy(prevOwned)
 	basis.Status.Conditions = mergeConditions(prevOwned.Conditions, pod.Status.Conditions)
 	st := computeStatus(statusInput{
 		Pod: basis, Obs: obs, Waiting: waitingNow, Ready: ready, Started: started, TermMessages: msgs,
@@ -852,24 +852,24 @@ func (w *podWorker) report(pod *corev1.Pod, obs *podObs, waitingNow map[string]w
 		w.seenVersion = pod.ResourceVersion
 		stale = nodeOwnedDiffers(&pod.Status, w.last)
 	}
-	if !stale && apiequality.Semantic.DeepEqual(&st, w.last) {
+	if !stale && kube.Equal(&st, w.last) {
 		return
 	}
-	w.last = st.DeepCopy()
+	w.last = kube.DeepCopy(&st)
 	r.sink.PodStatus(w.name, w.uid, st)
 }
 
 // nodeOwnedConditions are the pod conditions the node sets; others belong
 // to other controllers.
-var nodeOwnedConditions = []corev1.PodConditionType{corev1.PodReadyToStartContainers, corev1.PodInitialized, corev1.PodReady, corev1.ContainersReady}
+var nodeOwnedConditions = []kube.PodConditionType{kube.PodReadyToStartContainers, kube.PodInitialized, kube.PodReady, kube.ContainersReady}
 
 // nodeOwnedDiffers reports whether the phase or a node-owned condition of
 // api (the status the API server holds) differs from ours.
-func nodeOwnedDiffers(api, ours *corev1.PodStatus) bool {
+func nodeOwnedDiffers(api, ours *kube.PodStatus) bool {
 	if api.Phase != ours.Phase {
 		return true
 	}
-	status := func(s *corev1.PodStatus, t corev1.PodConditionType) corev1.ConditionStatus {
+	status := func(s *kube.PodStatus, t kube.PodConditionType) kube.ConditionStatus {
 		for _, c := range s.Conditions {
 			if c.Type == t {
 				return c.Status
@@ -887,8 +887,8 @@ func nodeOwnedDiffers(api, ours *corev1.PodStatus) bool {
 
 // mergeConditions takes the node-owned conditions from ours and every other
 // condition from theirs (the Source's pod).
-func mergeConditions(ours, theirs []corev1.PodCondition) []corev1.PodCondition {
-	var out []corev1.PodCondition
+func mergeConditions(ours, theirs []kube.PodCondition) []kube.PodCondition {
+	var out []kube.PodCondition
 	for _, c := range ours {
 		if slices.Contains(nodeOwnedConditions, c.Type) {
 			out = append(out, c)
@@ -904,7 +904,7 @@ func mergeConditions(ours, theirs []corev1.PodCondition) []corev1.PodCondition {
 
 // terminationMessage reads what the container wrote to its termination
 // message file, or, with FallbackToLogsOnError and a failure, its log tail.
-func (w *podWorker) terminationMessage(pod *corev1.Pod, c *containerObs) string {
+func (w *podWorker) terminationMessage(pod *kube.Pod, c *containerObs) string {
 	const limit = 4096
 	if c.TermMsgPath != "" {
 		if f, err := os.Open(c.TermMsgPath); err == nil {
@@ -916,7 +916,7 @@ func (w *podWorker) terminationMessage(pod *corev1.Pod, c *containerObs) string 
 		}
 	}
 	spec, _ := specOf(pod, c.Name)
-	if spec == nil || spec.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError || c.ExitCode == 0 {
+	if spec == nil || spec.TerminationMessagePolicy != kube.TerminationMessageFallbackToLogsOnError || c.ExitCode == 0 {
 		return ""
 	}
 	return logTail(containerLogPath(w.rt.cfg.PodLogDir, pod, c.Name, c.Attempt), 80, 2048)
@@ -964,7 +964,7 @@ func logTail(path string, lines, maxBytes int) string {
 // ensureProbes keeps probe workers for the running containers of the
 // pod's current sandbox. A restarted verge-edge resumes the readiness and
 // startup results it last reported for the same container.
-func (w *podWorker) ensureProbes(ctx context.Context, pod *corev1.Pod, obs *podObs) {
+func (w *podWorker) ensureProbes(ctx context.Context, pod *kube.Pod, obs *podObs) {
 	sb := obs.latestSandbox()
 	var targets []probeTarget
 	if sb != nil && sb.Ready {

@@ -428,3 +428,51 @@ func Equal(a, b any) bool {
 	bb, berr := marshal(b)
 	return aerr == nil && berr == nil && string(ab) == string(bb)
 }
+
+// DeepCopy returns a copy of v that shares no slices, maps or pointers
+// with it.
+func DeepCopy[T any](v T) T {
+	out := reflect.New(reflect.TypeFor[T]()).Elem()
+	deepCopy(out, reflect.ValueOf(&v).Elem())
+	return out.Interface().(T)
+}
+
+func deepCopy(dst, src reflect.Value) {
+	switch src.Kind() {
+	case reflect.Pointer:
+		if src.IsNil() {
+			return
+		}
+		dst.Set(reflect.New(src.Type().Elem()))
+		deepCopy(dst.Elem(), src.Elem())
+	case reflect.Slice:
+		if src.IsNil() {
+			return
+		}
+		dst.Set(reflect.MakeSlice(src.Type(), src.Len(), src.Len()))
+		for i := range src.Len() {
+			deepCopy(dst.Index(i), src.Index(i))
+		}
+	case reflect.Map:
+		if src.IsNil() {
+			return
+		}
+		dst.Set(reflect.MakeMapWithSize(src.Type(), src.Len()))
+		for it := src.MapRange(); it.Next(); {
+			v := reflect.New(src.Type().Elem()).Elem()
+			deepCopy(v, it.Value())
+			dst.SetMapIndex(it.Key(), v)
+		}
+	case reflect.Struct:
+		// Copy the whole value first (unexported fields, such as a
+		// time.Time's, are immutable values), then replace what it shares.
+		dst.Set(src)
+		for i := range src.NumField() {
+			if src.Type().Field(i).IsExported() {
+				deepCopy(dst.Field(i), src.Field(i))
+			}
+		}
+	default:
+		dst.Set(src)
+	}
+}

@@ -217,3 +217,6 @@ func (Unsupported) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
 
 // UnmarshalJSON accepts anything.
 func (*Unsupported) UnmarshalJSON([]byte) error { return nil }
+
+// Now is the current time as a Time.
+func Now() Time { return Time{time.Now()} }

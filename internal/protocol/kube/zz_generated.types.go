@@ -121,6 +121,7 @@ type PodSpec struct {
 	PriorityClassName             string                 `json:"priorityClassName,omitempty" protobuf:"bytes,24,opt,name=priorityClassName"`
 	Priority                      *int32                 `json:"priority,omitempty" protobuf:"bytes,25,opt,name=priority"`
 	DNSConfig                     *PodDNSConfig          `json:"dnsConfig,omitempty" protobuf:"bytes,26,opt,name=dnsConfig"`
+	ReadinessGates                []PodReadinessGate     `json:"readinessGates,omitempty" protobuf:"bytes,28,opt,name=readinessGates"`
 	RuntimeClassName              *string                `json:"runtimeClassName,omitempty" protobuf:"bytes,29,opt,name=runtimeClassName"`
 	EnableServiceLinks            *bool                  `json:"enableServiceLinks,omitempty" protobuf:"varint,30,opt,name=enableServiceLinks"`
 	PreemptionPolicy              *PreemptionPolicy      `json:"preemptionPolicy,omitempty" protobuf:"bytes,31,opt,name=preemptionPolicy"`
@@ -395,6 +396,11 @@ type HostAlias struct {
 type ContainerResizePolicy struct {
 	ResourceName  ResourceName                `json:"resourceName" protobuf:"bytes,1,opt,name=resourceName,casttype=ResourceName"`
 	RestartPolicy ResourceResizeRestartPolicy `json:"restartPolicy" protobuf:"bytes,2,opt,name=restartPolicy,casttype=ResourceResizeRestartPolicy"`
+}
+
+// PodReadinessGate mirrors PodReadinessGate of k8s.io/api/core/v1.
+type PodReadinessGate struct {
+	ConditionType PodConditionType `json:"conditionType" protobuf:"bytes,1,opt,name=conditionType,casttype=PodConditionType"`
 }
 
 // Volume mirrors Volume of k8s.io/api/core/v1.

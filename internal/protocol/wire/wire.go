@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 )
 
@@ -35,9 +33,12 @@ type ServiceAccountToken struct {
 	ExpirationTimestamp time.Time `json:"expirationTimestamp"`
 }
 
-// protoMarshaler is implemented by the generated Kubernetes API types.
-type protoMarshaler interface {
+// kubeProtobuf is implemented by the core Kubernetes kinds that travel in
+// Kubernetes' protobuf encoding: k8s.io/api's types on the cloud, the
+// mirror in internal/protocol/kube on the edge (both write the same bytes).
+type kubeProtobuf interface {
 	Marshal() ([]byte, error)
+	Unmarshal([]byte) error
 }
 
 // Encode serialises body for the wire (Marshal, then compression where it
@@ -51,54 +52,25 @@ func Encode(body any) (syncpb.Encoding, []byte, bool, error) {
 }
 
 // Marshal serialises body uncompressed, in the encoding its type travels
-// in (what a store keeps; EncodeRaw compresses it for sending).
-// Server-side-apply bookkeeping (metadata.managedFields) is left out: nodes
-// never use it, and it is often the larger part of an object.
+// in (what a store keeps; EncodeRaw compresses it for sending): Kubernetes
+// protobuf for core kinds, JSON for the rest.
 func Marshal(body any) (syncpb.Encoding, []byte, error) {
-	body = withoutManagedFields(body)
 	var (
 		enc  syncpb.Encoding
 		data []byte
 		err  error
 	)
-	switch b := body.(type) {
-	case *corev1.Pod, *corev1.ConfigMap, *corev1.Secret, *corev1.Node, *corev1.Event:
+	if b, ok := body.(kubeProtobuf); ok {
 		enc = syncpb.Encoding_ENCODING_KUBE_PROTOBUF
-		data, err = b.(protoMarshaler).Marshal()
-	default:
+		data, err = b.Marshal()
+	} else {
 		enc = syncpb.Encoding_ENCODING_JSON
-		data, err = json.Marshal(b)
+		data, err = json.Marshal(body)
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("encoding %T: %w", body, err)
 	}
 	return enc, data, nil
-}
-
-// withoutManagedFields returns body, or a shallow copy of it without
-// managedFields (the informer's object is shared and must not change).
-func withoutManagedFields(body any) any {
-	switch o := body.(type) {
-	case *corev1.Pod:
-		if len(o.ManagedFields) > 0 {
-			c := *o
-			c.ManagedFields = nil
-			return &c
-		}
-	case *corev1.ConfigMap:
-		if len(o.ManagedFields) > 0 {
-			c := *o
-			c.ManagedFields = nil
-			return &c
-		}
-	case *corev1.Secret:
-		if len(o.ManagedFields) > 0 {
-			c := *o
-			c.ManagedFields = nil
-			return &c
-		}
-	}
-	return body
 }
 
 // Raw undoes compression.
@@ -120,11 +92,6 @@ func Raw(data []byte, compressed bool) ([]byte, error) {
 	return out, nil
 }
 
-// protoUnmarshaler is implemented by the generated Kubernetes API types.
-type protoUnmarshaler interface {
-	Unmarshal([]byte) error
-}
-
 // Decode reads a payload into into (a pointer to the expected type).
 func Decode(enc syncpb.Encoding, data []byte, compressed bool, into any) error {
 	raw, err := Raw(data, compressed)
@@ -133,7 +100,7 @@ func Decode(enc syncpb.Encoding, data []byte, compressed bool, into any) error {
 	}
 	switch enc {
 	case syncpb.Encoding_ENCODING_KUBE_PROTOBUF:
-		u, ok := into.(protoUnmarshaler)
+		u, ok := into.(kubeProtobuf)
 		if !ok {
 			return fmt.Errorf("%T has no protobuf encoding", into)
 		}
@@ -145,17 +112,18 @@ func Decode(enc syncpb.Encoding, data []byte, compressed bool, into any) error {
 }
 
 // Report kinds: what an edge node tells the cloud (ReportDevice is in
-// device.go).
+// device.go). Node, Pod and Event are internal/protocol/kube's types at the
+// edge and k8s.io/api's in the cloud.
 const (
-	// ReportNodeStatus carries a *corev1.Node with metadata.name and status.
+	// ReportNodeStatus carries a Node with metadata.name and status.
 	ReportNodeStatus = "nodestatus"
-	// ReportPodStatus carries a *corev1.Pod with metadata (namespace, name,
+	// ReportPodStatus carries a Pod with metadata (namespace, name,
 	// uid) and status.
 	ReportPodStatus = "podstatus"
-	// ReportPodTerminated carries a *corev1.Pod with metadata only: the pod
+	// ReportPodTerminated carries a Pod with metadata only: the pod
 	// was being deleted and nothing of it runs any more.
 	ReportPodTerminated = "podterminated"
-	// ReportEvent carries a *corev1.Event.
+	// ReportEvent carries an Event.
 	ReportEvent = "event"
 )
 

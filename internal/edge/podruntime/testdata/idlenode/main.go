@@ -14,22 +14,21 @@ import (
 	"os/signal"
 	"syscall"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/verge-edge/verge/internal/protocol/kube"
 
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 )
 
-type source struct{ pods []*corev1.Pod }
+type source struct{ pods []*kube.Pod }
 
-func (s source) Pods(context.Context) ([]*corev1.Pod, error) { return s.pods, nil }
-func (source) ConfigMap(_ context.Context, _, name string) (*corev1.ConfigMap, error) {
-	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "configmaps"}, name)
+func (s source) Pods(context.Context) ([]*kube.Pod, error) { return s.pods, nil }
+func (source) ConfigMap(_ context.Context, _, name string) (*kube.ConfigMap, error) {
+	return nil, fmt.Errorf("%s %q: %w", "configmaps", name, ErrNotFound)
 }
-func (source) Secret(_ context.Context, _, name string) (*corev1.Secret, error) {
-	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, name)
+func (source) Secret(_ context.Context, _, name string) (*kube.Secret, error) {
+	return nil, fmt.Errorf("%s %q: %w", "secrets", name, ErrNotFound)
 }
 func (source) ServiceAccountToken(context.Context, string, string, string, []string, int64) (string, error) {
 	return "token", nil
@@ -37,17 +36,17 @@ func (source) ServiceAccountToken(context.Context, string, string, string, []str
 
 type sink struct{}
 
-func (sink) PodStatus(pod types.NamespacedName, _ types.UID, st corev1.PodStatus) {
+func (sink) PodStatus(pod types.NamespacedName, _ types.UID, st kube.PodStatus) {
 	ready := false
 	for _, c := range st.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+		if c.Type == kube.PodReady && c.Status == kube.ConditionTrue {
 			ready = true
 		}
 	}
 	fmt.Printf("status %s %s %v\n", pod.Name, st.Phase, ready)
 }
-func (sink) PodTerminated(types.NamespacedName, types.UID)        {}
-func (sink) Event(corev1.ObjectReference, string, string, string) {}
+func (sink) PodTerminated(types.NamespacedName, types.UID)      {}
+func (sink) Event(kube.ObjectReference, string, string, string) {}
 
 func main() {
 	var cfg podruntime.Config
@@ -63,7 +62,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	var pods []*corev1.Pod
+	var pods []*kube.Pod
 	if err := json.Unmarshal(data, &pods); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
