@@ -24,11 +24,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/verge-edge/verge/internal/pki"
 )
@@ -41,10 +40,22 @@ const (
 	nodesGroup = "system:nodes"
 )
 
-// ValidateNodeName checks that name can be a Kubernetes Node name.
+// dns1123Subdomain is the form of a Kubernetes Node name (RFC 1123
+// subdomain: dot-separated lower-case labels of letters, digits and '-'
+// that start and end with a letter or digit).
+var dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// ValidateNodeName checks that name can be a Kubernetes Node name. (Written
+// here rather than taken from apimachinery's validation package, which
+// would pull klog and more into verge-edge.)
 func ValidateNodeName(name string) error {
-	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return fmt.Errorf("node name %q is not valid: %s", name, strings.Join(errs, "; "))
+	switch {
+	case name == "":
+		return fmt.Errorf("node name is empty: give one with --node-name")
+	case len(name) > 253:
+		return fmt.Errorf("node name %q is not valid: it is longer than 253 characters", name)
+	case !dns1123Subdomain.MatchString(name):
+		return fmt.Errorf("node name %q is not valid: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (for example edge-1)", name)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/verge-edge/verge/internal/pki"
 )
 
@@ -163,5 +165,18 @@ func TestPinnedJoin(t *testing.T) {
 	_, cErr, _ := handshake(t, server, PinnedTLS(wrong, &got), "any")
 	if cErr == nil || !strings.Contains(cErr.Error(), "does not match the hash in the join token") || got != nil {
 		t.Fatalf("mismatched pin: %v", cErr)
+	}
+}
+
+// TestValidateNodeNameAgreesWithKubernetes compares with apimachinery's
+// own check, which the API server applies to Node names.
+func TestValidateNodeNameAgreesWithKubernetes(t *testing.T) {
+	for _, name := range []string{"edge-1", "a", "factory.line-3", "x" + strings.Repeat("y", 252), "x" + strings.Repeat("y", 253),
+		"", "Edge-1", "-edge", "edge-", "edge_1", "edge..1", ".edge", "edge.", "ed ge", "1234", "a.b-c.d9"} {
+		ours := ValidateNodeName(name) == nil
+		theirs := len(validation.IsDNS1123Subdomain(name)) == 0
+		if ours != theirs {
+			t.Errorf("%q: ours valid=%v, Kubernetes valid=%v", name, ours, theirs)
+		}
 	}
 }
