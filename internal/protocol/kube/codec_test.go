@@ -173,7 +173,7 @@ func TestMirrorKeepsWhatTheEdgeUses(t *testing.T) {
 			},
 			Containers: []corev1.Container{{
 				Name: "app", Image: "reg/app:v1", Args: []string{"", "serve"},
-				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")}},
+				Resources:      corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")}},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}},
 				Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 			}},
