@@ -102,7 +102,6 @@ var mirroredPackages = map[string]bool{
 type generator struct {
 	structs map[reflect.Type]bool
 	named   map[reflect.Type]bool // named non-struct types to declare
-	buf     bytes.Buffer
 	names   map[string]reflect.Type
 }
 

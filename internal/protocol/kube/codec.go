@@ -261,10 +261,22 @@ func readMessage(b []byte, v reflect.Value) error {
 
 var errWireType = errors.New("unexpected wire type")
 
+// consumeBytes reads a length-delimited value of field f from the start of
+// b: its content and how many bytes it used.
+func consumeBytes(b []byte, typ protowire.Type, f *field) ([]byte, int, error) {
+	if typ != protowire.BytesType {
+		return nil, 0, fmt.Errorf("kube: %s: %w", f.name, errWireType)
+	}
+	body, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return nil, 0, fmt.Errorf("kube: %s: %w", f.name, protowire.ParseError(n))
+	}
+	return body, n, nil
+}
+
 // readField reads one occurrence of f (of wire type typ) from the start of
 // b into v and returns how many bytes it used.
 func readField(b []byte, typ protowire.Type, f *field, v reflect.Value) (int, error) {
-	fail := func(err error) (int, error) { return 0, fmt.Errorf("kube: %s: %w", f.name, err) }
 	switch v.Kind() {
 	case reflect.Pointer:
 		if v.IsNil() {
@@ -272,25 +284,16 @@ func readField(b []byte, typ protowire.Type, f *field, v reflect.Value) (int, er
 		}
 		return readField(b, typ, f, v.Elem())
 	case reflect.Struct:
-		if typ != protowire.BytesType {
-			return fail(errWireType)
-		}
-		body, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return fail(protowire.ParseError(n))
-		}
-		if err := readMessage(body, v); err != nil {
+		body, n, err := consumeBytes(b, typ, f)
+		if err != nil {
 			return 0, err
 		}
-		return n, nil
+		return n, readMessage(body, v)
 	case reflect.Slice:
 		if v.Type().Elem().Kind() == reflect.Uint8 {
-			if typ != protowire.BytesType {
-				return fail(errWireType)
-			}
-			body, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return fail(protowire.ParseError(n))
+			body, n, err := consumeBytes(b, typ, f)
+			if err != nil {
+				return 0, err
 			}
 			v.SetBytes(append([]byte{}, body...))
 			return n, nil
@@ -313,9 +316,9 @@ func readField(b []byte, typ protowire.Type, f *field, v reflect.Value) (int, er
 }
 
 func readPacked(b []byte, f *field, v reflect.Value) (int, error) {
-	body, n := protowire.ConsumeBytes(b)
-	if n < 0 {
-		return 0, fmt.Errorf("kube: %s: %w", f.name, protowire.ParseError(n))
+	body, n, err := consumeBytes(b, protowire.BytesType, f)
+	if err != nil {
+		return 0, err
 	}
 	for len(body) > 0 {
 		e := reflect.New(v.Type().Elem()).Elem()
@@ -330,12 +333,9 @@ func readPacked(b []byte, f *field, v reflect.Value) (int, error) {
 }
 
 func readMapEntry(b []byte, typ protowire.Type, f *field, v reflect.Value) (int, error) {
-	if typ != protowire.BytesType {
-		return 0, fmt.Errorf("kube: %s: %w", f.name, errWireType)
-	}
-	entry, n := protowire.ConsumeBytes(b)
-	if n < 0 {
-		return 0, fmt.Errorf("kube: %s: %w", f.name, protowire.ParseError(n))
+	entry, n, err := consumeBytes(b, typ, f)
+	if err != nil {
+		return 0, err
 	}
 	if v.IsNil() {
 		v.Set(reflect.MakeMap(v.Type()))
@@ -350,7 +350,6 @@ func readMapEntry(b []byte, typ protowire.Type, f *field, v reflect.Value) (int,
 			return 0, fmt.Errorf("kube: %s: %w", f.name, protowire.ParseError(m))
 		}
 		entry = entry[m:]
-		var err error
 		switch num {
 		case 1:
 			m, err = readField(entry, etyp, keyField, key)
@@ -375,14 +374,11 @@ func readScalar(b []byte, typ protowire.Type, f *field, v reflect.Value) (int, e
 	fail := func(err error) (int, error) { return 0, fmt.Errorf("kube: %s: %w", f.name, err) }
 	switch v.Kind() {
 	case reflect.String:
-		if typ != protowire.BytesType {
-			return fail(errWireType)
+		body, n, err := consumeBytes(b, typ, f)
+		if err != nil {
+			return 0, err
 		}
-		s, n := protowire.ConsumeString(b)
-		if n < 0 {
-			return fail(protowire.ParseError(n))
-		}
-		v.SetString(s)
+		v.SetString(string(body))
 		return n, nil
 	case reflect.Bool, reflect.Int, reflect.Int32, reflect.Int64, reflect.Uint32, reflect.Uint64:
 		if typ != protowire.VarintType {
@@ -418,6 +414,18 @@ func readScalar(b []byte, typ protowire.Type, f *field, v reflect.Value) (int, e
 	}
 	return fail(fmt.Errorf("cannot decode into a %s", v.Type()))
 }
+
+// appendShape and readShape give a hand-written type the message layout
+// of shape, a pointer to a struct of tagged scalars.
+func appendShape(b []byte, shape any) []byte {
+	out, err := appendMessage(b, reflect.ValueOf(shape).Elem())
+	if err != nil {
+		panic(err) // shapes are fixed structs of scalars
+	}
+	return out
+}
+
+func readShape(b []byte, shape any) error { return readMessage(b, reflect.ValueOf(shape).Elem()) }
 
 // Equal reports whether a and b, pointers to mirror structs, encode to the
 // same bytes: the same content, with times compared as instants and nil

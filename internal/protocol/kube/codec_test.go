@@ -80,7 +80,7 @@ func filler(seed int64) *randfill.Filler {
 			*t = metav1.NewMicroTime(time.Unix(1+c.Int63n(4e9), c.Int63n(1e6)*1000))
 		},
 		func(f *metav1.FieldsV1, c randfill.Continue) {
-			f.Raw = []byte(`{"f:metadata":{}}`)
+			f.SetRawString(`{"f:metadata":{}}`)
 		},
 		func(v *intstr.IntOrString, c randfill.Continue) {
 			if c.Bool() {

@@ -6,8 +6,6 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
-
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Quantity is a Kubernetes resource amount ("500m", "128Mi", "2", "1e3").
@@ -237,48 +235,35 @@ func (q *Quantity) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// appendProto writes the message {string = 1}.
+// quantityShape is the message layout of Quantity.
+type quantityShape struct {
+	String string `protobuf:"bytes,1,opt,name=string"`
+}
+
 func (q *Quantity) appendProto(b []byte) []byte {
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	return protowire.AppendString(b, q.String())
+	return appendShape(b, &quantityShape{String: q.String()})
 }
 
 func (q *Quantity) readProto(b []byte) error {
-	*q = Quantity{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("kube: Quantity: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			s, m := protowire.ConsumeString(b)
-			if m < 0 {
-				return fmt.Errorf("kube: Quantity: %w", protowire.ParseError(m))
-			}
-			v, err := ParseQuantity(s)
-			if err != nil {
-				return err
-			}
-			*q = v
-			b = b[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return fmt.Errorf("kube: Quantity: %w", protowire.ParseError(m))
-		}
-		b = b[m:]
+	var s quantityShape
+	if err := readShape(b, &s); err != nil {
+		return err
 	}
-	return nil
+	if s.String == "" {
+		*q = Quantity{}
+		return nil
+	}
+	v, err := ParseQuantity(s.String)
+	*q = v
+	return err
 }
 
 // IntOrString holds either an integer or a string, as ports in probes do
 // ("8080" or "http").
 type IntOrString struct {
-	Type   IntOrStringType
-	IntVal int32
-	StrVal string
+	Type   IntOrStringType `protobuf:"varint,1,opt,name=type"`
+	IntVal int32           `protobuf:"varint,2,opt,name=intVal"`
+	StrVal string          `protobuf:"bytes,3,opt,name=strVal"`
 }
 
 // IntOrStringType says which member of an IntOrString is set.
@@ -320,52 +305,4 @@ func (v *IntOrString) UnmarshalJSON(b []byte) error {
 	}
 	v.Type, v.StrVal = Int, ""
 	return json.Unmarshal(b, &v.IntVal)
-}
-
-// appendProto writes {type = 1, intVal = 2, strVal = 3}.
-func (v *IntOrString) appendProto(b []byte) []byte {
-	b = protowire.AppendTag(b, 1, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(v.Type))
-	b = protowire.AppendTag(b, 2, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(int64(v.IntVal)))
-	b = protowire.AppendTag(b, 3, protowire.BytesType)
-	return protowire.AppendString(b, v.StrVal)
-}
-
-func (v *IntOrString) readProto(b []byte) error {
-	*v = IntOrString{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("kube: IntOrString: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		switch {
-		case num == 1 && typ == protowire.VarintType, num == 2 && typ == protowire.VarintType:
-			x, m := protowire.ConsumeVarint(b)
-			if m < 0 {
-				return fmt.Errorf("kube: IntOrString: %w", protowire.ParseError(m))
-			}
-			if num == 1 {
-				v.Type = IntOrStringType(int64(x))
-			} else {
-				v.IntVal = int32(x)
-			}
-			b = b[m:]
-		case num == 3 && typ == protowire.BytesType:
-			s, m := protowire.ConsumeString(b)
-			if m < 0 {
-				return fmt.Errorf("kube: IntOrString: %w", protowire.ParseError(m))
-			}
-			v.StrVal = s
-			b = b[m:]
-		default:
-			m := protowire.ConsumeFieldValue(num, typ, b)
-			if m < 0 {
-				return fmt.Errorf("kube: IntOrString: %w", protowire.ParseError(m))
-			}
-			b = b[m:]
-		}
-	}
-	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Time is a timestamp as the Kubernetes API writes it: RFC 3339 to the
@@ -101,21 +99,18 @@ func unmarshalJSONTime(b []byte, layout string, into *time.Time) error {
 	return nil
 }
 
-// appendTimestamp writes t as the message {seconds = 1, nanos = 2}; the
-// zero time is the empty message.
+// timestamp is the message layout of Time and MicroTime.
+type timestamp struct {
+	Seconds int64 `protobuf:"varint,1,opt,name=seconds"`
+	Nanos   int32 `protobuf:"varint,2,opt,name=nanos"`
+}
+
+// appendTimestamp writes t; the zero time is the empty message.
 func appendTimestamp(b []byte, t time.Time) []byte {
 	if t.IsZero() {
 		return b
 	}
-	if s := t.Unix(); s != 0 {
-		b = protowire.AppendTag(b, 1, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(s))
-	}
-	if n := t.Nanosecond(); n != 0 {
-		b = protowire.AppendTag(b, 2, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(n))
-	}
-	return b
+	return appendShape(b, &timestamp{Seconds: t.Unix(), Nanos: int32(t.Nanosecond())})
 }
 
 func readTimestamp(b []byte, into *time.Time) error {
@@ -123,44 +118,10 @@ func readTimestamp(b []byte, into *time.Time) error {
 		*into = time.Time{}
 		return nil
 	}
-	var sec, nsec int64
-	err := readVarints(b, "Time", func(num protowire.Number, v uint64) {
-		switch num {
-		case 1:
-			sec = int64(v)
-		case 2:
-			nsec = int64(int32(v))
-		}
-	})
-	*into = time.Unix(sec, nsec).Local()
+	var ts timestamp
+	err := readShape(b, &ts)
+	*into = time.Unix(ts.Seconds, int64(ts.Nanos)).Local()
 	return err
-}
-
-// readVarints calls set for every varint field of a small message and
-// skips anything else.
-func readVarints(b []byte, what string, set func(protowire.Number, uint64)) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("kube: %s: %w", what, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if typ == protowire.VarintType {
-			v, m := protowire.ConsumeVarint(b)
-			if m < 0 {
-				return fmt.Errorf("kube: %s: %w", what, protowire.ParseError(m))
-			}
-			set(num, v)
-			b = b[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return fmt.Errorf("kube: %s: %w", what, protowire.ParseError(m))
-		}
-		b = b[m:]
-	}
-	return nil
 }
 
 // Duration is a time.Duration written as a Go duration string in JSON
@@ -170,7 +131,7 @@ type Duration struct {
 }
 
 // MarshalJSON writes the Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.Duration.String()) }
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 // UnmarshalJSON reads a Go duration string.
 func (d *Duration) UnmarshalJSON(b []byte) error {
@@ -186,21 +147,20 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// durationShape is the message layout of Duration.
+type durationShape struct {
+	Nanoseconds int64 `protobuf:"varint,1,opt,name=duration"`
+}
+
 func (d *Duration) appendProto(b []byte) []byte {
-	if d.Duration == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, 1, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(d.Duration))
+	return appendShape(b, &durationShape{Nanoseconds: int64(d.Duration)})
 }
 
 func (d *Duration) readProto(b []byte) error {
-	d.Duration = 0
-	return readVarints(b, "Duration", func(num protowire.Number, v uint64) {
-		if num == 1 {
-			d.Duration = time.Duration(int64(v))
-		}
-	})
+	var s durationShape
+	err := readShape(b, &s)
+	d.Duration = time.Duration(s.Nanoseconds)
+	return err
 }
 
 // Unsupported stands for a field the edge does not act on (a volume
