@@ -86,10 +86,10 @@ var handWritten = map[reflect.Type]string{
 // handWrittenByName covers types from packages this command does not
 // import directly (resource.Quantity, intstr.IntOrString, types.UID).
 var handWrittenByName = map[string]string{
-	"k8s.io/apimachinery/pkg/api/resource.Quantity":    "Quantity",
-	"k8s.io/apimachinery/pkg/util/intstr.IntOrString":  "IntOrString",
-	"k8s.io/apimachinery/pkg/types.UID":                "types.UID",
-	"k8s.io/apimachinery/pkg/types.NodeName":           "string",
+	"k8s.io/apimachinery/pkg/api/resource.Quantity":   "Quantity",
+	"k8s.io/apimachinery/pkg/util/intstr.IntOrString": "IntOrString",
+	"k8s.io/apimachinery/pkg/types.UID":               "types.UID",
+	"k8s.io/apimachinery/pkg/types.NodeName":          "string",
 }
 
 // mirroredPackages are the packages whose named non-struct types are
@@ -102,7 +102,6 @@ var mirroredPackages = map[string]bool{
 type generator struct {
 	structs map[reflect.Type]bool
 	named   map[reflect.Type]bool // named non-struct types to declare
-	buf     bytes.Buffer
 	names   map[string]reflect.Type
 }
 

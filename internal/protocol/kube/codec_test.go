@@ -80,7 +80,7 @@ func filler(seed int64) *randfill.Filler {
 			*t = metav1.NewMicroTime(time.Unix(1+c.Int63n(4e9), c.Int63n(1e6)*1000))
 		},
 		func(f *metav1.FieldsV1, c randfill.Continue) {
-			f.Raw = []byte(`{"f:metadata":{}}`)
+			f.SetRawString(`{"f:metadata":{}}`)
 		},
 		func(v *intstr.IntOrString, c randfill.Continue) {
 			if c.Bool() {
@@ -173,7 +173,7 @@ func TestMirrorKeepsWhatTheEdgeUses(t *testing.T) {
 			},
 			Containers: []corev1.Container{{
 				Name: "app", Image: "reg/app:v1", Args: []string{"", "serve"},
-				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")}},
+				Resources:      corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")}},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}},
 				Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 			}},
