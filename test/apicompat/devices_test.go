@@ -30,6 +30,7 @@ import (
 
 	"github.com/verge-edge/verge/api/crds"
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/testenv"
 )
 
@@ -264,11 +265,11 @@ func TestUpstreamDeviceStatus(t *testing.T) {
 	}
 	var ds devicesv1beta1.DeviceStatus
 	strictDecode(t, got.Object, &ds)
-	twin := devicesv1beta1.FindTwin(ds.Status.Twins, "temp")
+	twin := devicespec.FindTwin(ds.Status.Twins, "temp")
 	if twin == nil || twin.Reported.Value != "27" || twin.ObservedDesired.Value != "30" {
 		t.Errorf("twin = %+v", twin)
 	}
-	if _, err := devicesv1beta1.ParseLastOnlineTime(ds.Status.LastOnlineTime); err != nil {
+	if _, err := devicespec.ParseLastOnlineTime(ds.Status.LastOnlineTime); err != nil {
 		t.Error(err)
 	}
 }
@@ -507,12 +508,12 @@ func TestStatusSubresource(t *testing.T) {
 	var typed devicesv1beta1.Device
 	strictDecode(t, dev.Object, &typed)
 	typed.Status = devicesv1beta1.DeviceInstanceStatus{
-		State:              devicesv1beta1.DeviceStateOK,
-		LastOnlineTime:     devicesv1beta1.FormatLastOnlineTime(time.Now()),
+		State:              devicespec.DeviceStateOK,
+		LastOnlineTime:     devicespec.FormatLastOnlineTime(time.Now()),
 		ObservedGeneration: 1,
 		Conditions: []metav1.Condition{{
-			Type: devicesv1beta1.ConditionMapperAvailable, Status: metav1.ConditionFalse, ObservedGeneration: 1,
-			Reason: devicesv1beta1.ReasonNoMapperForProtocol, Message: "node edge-1 has no mapper for protocol modbus",
+			Type: devicespec.ConditionMapperAvailable, Status: metav1.ConditionFalse, ObservedGeneration: 1,
+			Reason: devicespec.ReasonNoMapperForProtocol, Message: "node edge-1 has no mapper for protocol modbus",
 			LastTransitionTime: metav1.Now(),
 		}},
 	}
@@ -549,7 +550,7 @@ func TestStatusSubresource(t *testing.T) {
 
 	// Too many conditions are refused.
 	var conds []any
-	for i := range devicesv1beta1.MaxConditions + 1 {
+	for i := range devicespec.MaxConditions + 1 {
 		conds = append(conds, map[string]any{"type": fmt.Sprintf("T%d", i), "status": "True", "reason": "R", "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z"})
 	}
 	u = updated.DeepCopy()
@@ -570,12 +571,12 @@ func TestStatusSubresource(t *testing.T) {
 	}
 	strictDecode(t, created.Object, ds)
 	ds.Status = devicesv1beta1.DeviceStatusStatus{
-		Twins: []devicesv1beta1.Twin{
-			{PropertyName: "temperature", Reported: devicesv1beta1.TwinProperty{Value: "21.5", Metadata: map[string]string{"timestamp": "1700000000000", "type": "float"}}},
-			{PropertyName: "setpoint", Reported: devicesv1beta1.TwinProperty{Value: "10"}, ObservedDesired: devicesv1beta1.TwinProperty{Value: "10"}},
+		Twins: []devicespec.Twin{
+			{PropertyName: "temperature", Reported: devicespec.TwinProperty{Value: "21.5", Metadata: map[string]string{"timestamp": "1700000000000", "type": "float"}}},
+			{PropertyName: "setpoint", Reported: devicespec.TwinProperty{Value: "10"}, ObservedDesired: devicespec.TwinProperty{Value: "10"}},
 		},
-		State:          devicesv1beta1.DeviceStateOK,
-		LastOnlineTime: devicesv1beta1.FormatLastOnlineTime(time.Now()),
+		State:          devicespec.DeviceStateOK,
+		LastOnlineTime: devicespec.FormatLastOnlineTime(time.Now()),
 		NodeName:       "edge-2",
 	}
 	written, err := e.dyn.Resource(statusesGVR).Namespace(e.ns).UpdateStatus(ctx, toUnstructured(t, ds), metav1.UpdateOptions{FieldValidation: "Strict"})
@@ -620,8 +621,8 @@ func TestPrinterColumns(t *testing.T) {
 	dev := e.mustApply(t, validDevice())
 	var typed devicesv1beta1.Device
 	strictDecode(t, dev.Object, &typed)
-	typed.Status.State = devicesv1beta1.DeviceStateOK
-	typed.Status.LastOnlineTime = devicesv1beta1.FormatLastOnlineTime(time.Now().Add(-90 * time.Second))
+	typed.Status.State = devicespec.DeviceStateOK
+	typed.Status.LastOnlineTime = devicespec.FormatLastOnlineTime(time.Now().Add(-90 * time.Second))
 	if _, err := e.dyn.Resource(devicesGVR).Namespace(e.ns).UpdateStatus(ctx, toUnstructured(t, &typed), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

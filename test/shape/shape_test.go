@@ -33,7 +33,8 @@ func goList(t *testing.T, env []string, args ...string) []string {
 }
 
 // verge-edge runs on small devices: it must not link the cloud side, the
-// API server libraries or controller frameworks, and it must not need cgo.
+// API server libraries, controller frameworks or the Kubernetes object
+// machinery, and it must not need cgo.
 func TestEdgeLinksNoCloudCodeAndNoCgo(t *testing.T) {
 	forbidden := []string{
 		"github.com/verge-edge/verge/internal/cloud",
@@ -47,10 +48,27 @@ func TestEdgeLinksNoCloudCodeAndNoCgo(t *testing.T) {
 		"k8s.io/client-go/kubernetes",
 		"k8s.io/client-go/rest",
 	}
+	// The edge reads the Kubernetes objects it uses into its own types:
+	// internal/protocol/kube mirrors the core kinds, and wire.Device and
+	// wire.DeviceModel carry kube.ObjectMeta with a devicespec spec.
+	heavy := []string{
+		"k8s.io/api",
+		"k8s.io/apimachinery/pkg/runtime",
+		"k8s.io/apimachinery/pkg/apis/meta/v1",
+		"github.com/json-iterator/go",
+		"github.com/fxamacker/cbor/v2",
+	}
 	for _, pkg := range goList(t, []string{"CGO_ENABLED=0"}, "-deps", "-tags", version.BuildTags, "./cmd/verge-edge") {
 		for _, f := range forbidden {
 			if pkg == f || strings.HasPrefix(pkg, f+"/") {
 				t.Errorf("verge-edge links %s (forbidden prefix %s)", pkg, f)
+			}
+		}
+		for _, h := range heavy {
+			if pkg == h || strings.HasPrefix(pkg, h+"/") {
+				t.Errorf("verge-edge links %s (prefix %s): the binary's size is most of the agent's resident memory, "+
+					"and k8s.io/api, apimachinery's runtime and meta/v1 and their JSON and CBOR codecs cost megabytes; "+
+					"use internal/protocol/kube and devicespec instead", pkg, h)
 			}
 		}
 		// Templates call methods by reflection, which makes the linker

@@ -1,6 +1,10 @@
 package v1beta1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
+)
 
 // DeviceStatus holds the readings of one Device: it has the Device's name
 // and namespace and is owned by it (a controller owner reference), so it
@@ -35,7 +39,7 @@ type DeviceStatusStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=propertyName
-	Twins []Twin `json:"twins,omitempty"`
+	Twins []devicespec.Twin `json:"twins,omitempty"`
 	// State of the device as its mapper reports it; see the DeviceState*
 	// constants.
 	// +optional
@@ -47,36 +51,10 @@ type DeviceStatusStatus struct {
 	// Extensions carry further results (for example of anomaly detection),
 	// free-form.
 	// +optional
-	Extensions *CustomizedValue `json:"extensions,omitempty"`
+	Extensions *devicespec.CustomizedValue `json:"extensions,omitempty"`
 	// NodeName is the node that reported this status (Verge).
 	// +optional
 	NodeName string `json:"nodeName,omitempty"`
-}
-
-// Twin is one property's reading next to the desired value in force when it
-// was read.
-type Twin struct {
-	// PropertyName names the device property.
-	// +kubebuilder:validation:MinLength=1
-	PropertyName string `json:"propertyName"`
-	// Reported is the value read from the device.
-	// +optional
-	Reported TwinProperty `json:"reported,omitempty"`
-	// ObservedDesired is the desired value the mapper was applying when it
-	// made the reading; when it differs from the Device's desired value,
-	// the new value has not reached the device yet.
-	// +optional
-	ObservedDesired TwinProperty `json:"observedDesired,omitempty"`
-}
-
-// FindTwin returns the twin of the property called name, or nil.
-func FindTwin(twins []Twin, name string) *Twin {
-	for i := range twins {
-		if twins[i].PropertyName == name {
-			return &twins[i]
-		}
-	}
-	return nil
 }
 
 // DeviceStatusList is a list of DeviceStatuses.

@@ -6,9 +6,10 @@ import (
 	"testing"
 )
 
-// verge-edge links this package: it may import the standard library,
-// apimachinery and this module's api/ packages, nothing else (no k8s.io/api,
-// no client or controller libraries).
+// Clients of the devices API import this package: it may import the
+// standard library, apimachinery and this module's api/ packages, nothing
+// else (no k8s.io/api, no client or controller libraries). verge-edge does
+// not link it at all (see devicespec).
 func TestImportsOnlyApimachinery(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, ".").Output()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 	"github.com/verge-edge/verge/pkg/mapper/value"
 )
@@ -64,7 +65,7 @@ func DesiredStatus(in StatusInput, now metav1.Time) devicesv1beta1.DeviceInstanc
 
 	// ModelResolved: only the cloud can tell.
 	st, reason, msg := modelResolved(d, in.Model)
-	set(devicesv1beta1.ConditionModelResolved, st, reason, msg)
+	set(devicespec.ConditionModelResolved, st, reason, msg)
 
 	protocol := d.Spec.Protocol.ProtocolName
 	if protocol == "" && in.Model != nil {
@@ -75,31 +76,31 @@ func DesiredStatus(in StatusInput, now metav1.Time) devicesv1beta1.DeviceInstanc
 	// MapperAvailable and Synced: the node tells.
 	switch {
 	case node == "":
-		set(devicesv1beta1.ConditionMapperAvailable, metav1.ConditionFalse, devicesv1beta1.ReasonNoNodeName, "spec.nodeName is empty: no node serves this device; set it to the edge node that reaches the device")
-		set(devicesv1beta1.ConditionSynced, metav1.ConditionFalse, devicesv1beta1.ReasonNoNodeName, "spec.nodeName is empty")
+		set(devicespec.ConditionMapperAvailable, metav1.ConditionFalse, devicespec.ReasonNoNodeName, "spec.nodeName is empty: no node serves this device; set it to the edge node that reaches the device")
+		set(devicespec.ConditionSynced, metav1.ConditionFalse, devicespec.ReasonNoNodeName, "spec.nodeName is empty")
 	case in.Node == NodeMissing:
 		msg := fmt.Sprintf("node %s does not exist: join it (verge join) or change spec.nodeName", node)
-		set(devicesv1beta1.ConditionMapperAvailable, metav1.ConditionFalse, devicesv1beta1.ReasonNodeNotFound, msg)
-		set(devicesv1beta1.ConditionSynced, metav1.ConditionFalse, devicesv1beta1.ReasonNodeNotFound, msg)
+		set(devicespec.ConditionMapperAvailable, metav1.ConditionFalse, devicespec.ReasonNodeNotFound, msg)
+		set(devicespec.ConditionSynced, metav1.ConditionFalse, devicespec.ReasonNodeNotFound, msg)
 	case protocol == "" && in.Model != nil:
-		set(devicesv1beta1.ConditionMapperAvailable, metav1.ConditionFalse, devicesv1beta1.ReasonNoProtocol, "neither spec.protocol.protocolName nor the DeviceModel's spec.protocol names a protocol, so no mapper can serve the device")
+		set(devicespec.ConditionMapperAvailable, metav1.ConditionFalse, devicespec.ReasonNoProtocol, "neither spec.protocol.protocolName nor the DeviceModel's spec.protocol names a protocol, so no mapper can serve the device")
 		synced(set, in, prev, gen, node)
 	case in.Node == NodeOffline:
-		set(devicesv1beta1.ConditionMapperAvailable, metav1.ConditionUnknown, devicesv1beta1.ReasonNodeOffline, fmt.Sprintf("node %s is not connected; it keeps serving the device with the spec it has", node))
-		set(devicesv1beta1.ConditionSynced, metav1.ConditionFalse, devicesv1beta1.ReasonNodeOffline, fmt.Sprintf("node %s is not connected; it keeps serving the spec it has", node))
+		set(devicespec.ConditionMapperAvailable, metav1.ConditionUnknown, devicespec.ReasonNodeOffline, fmt.Sprintf("node %s is not connected; it keeps serving the device with the spec it has", node))
+		set(devicespec.ConditionSynced, metav1.ConditionFalse, devicespec.ReasonNodeOffline, fmt.Sprintf("node %s is not connected; it keeps serving the spec it has", node))
 	default:
 		switch f := in.Facts; {
 		case f != nil && f.Node == node && f.Mapper.Available:
-			set(devicesv1beta1.ConditionMapperAvailable, metav1.ConditionTrue, devicesv1beta1.ReasonMapperRegistered, fmt.Sprintf("mapper %s serves protocol %s on node %s", f.Mapper.Name, protocol, node))
+			set(devicespec.ConditionMapperAvailable, metav1.ConditionTrue, devicespec.ReasonMapperRegistered, fmt.Sprintf("mapper %s serves protocol %s on node %s", f.Mapper.Name, protocol, node))
 		case f != nil && f.Node == node:
 			reason := f.Mapper.Reason
 			if reason == "" {
-				reason = devicesv1beta1.ReasonNoMapperForProtocol
+				reason = devicespec.ReasonNoMapperForProtocol
 			}
-			set(devicesv1beta1.ConditionMapperAvailable, metav1.ConditionFalse, reason, f.Mapper.Message)
+			set(devicespec.ConditionMapperAvailable, metav1.ConditionFalse, reason, f.Mapper.Message)
 		default:
-			if p := prev(devicesv1beta1.ConditionMapperAvailable); p == nil || !fromNode(p.Reason) {
-				set(devicesv1beta1.ConditionMapperAvailable, metav1.ConditionUnknown, devicesv1beta1.ReasonSyncPending, fmt.Sprintf("waiting for node %s to report whether a mapper serves protocol %s", node, protocol))
+			if p := prev(devicespec.ConditionMapperAvailable); p == nil || !fromNode(p.Reason) {
+				set(devicespec.ConditionMapperAvailable, metav1.ConditionUnknown, devicespec.ReasonSyncPending, fmt.Sprintf("waiting for node %s to report whether a mapper serves protocol %s", node, protocol))
 			}
 		}
 		synced(set, in, prev, gen, node)
@@ -114,15 +115,15 @@ func DesiredStatus(in StatusInput, now metav1.Time) devicesv1beta1.DeviceInstanc
 			lastOnline = in.Facts.LastOnlineTime
 		}
 	}
-	ready := metav1.Condition{Type: devicesv1beta1.ConditionReady, Status: metav1.ConditionTrue, Reason: devicesv1beta1.ReasonReady, Message: "the device is served and reports " + state}
-	for _, typ := range []string{devicesv1beta1.ConditionModelResolved, devicesv1beta1.ConditionMapperAvailable, devicesv1beta1.ConditionSynced} {
+	ready := metav1.Condition{Type: devicespec.ConditionReady, Status: metav1.ConditionTrue, Reason: devicespec.ReasonReady, Message: "the device is served and reports " + state}
+	for _, typ := range []string{devicespec.ConditionModelResolved, devicespec.ConditionMapperAvailable, devicespec.ConditionSynced} {
 		if c := meta.FindStatusCondition(out.Conditions, typ); c.Status != metav1.ConditionTrue {
 			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, c.Reason, c.Message
 			break
 		}
 	}
-	if ready.Status == metav1.ConditionTrue && state != devicesv1beta1.DeviceStateOK && state != devicesv1beta1.DeviceStateOnline {
-		ready.Status, ready.Reason = metav1.ConditionFalse, devicesv1beta1.ReasonDeviceNotOK
+	if ready.Status == metav1.ConditionTrue && state != devicespec.DeviceStateOK && state != devicespec.DeviceStateOnline {
+		ready.Status, ready.Reason = metav1.ConditionFalse, devicespec.ReasonDeviceNotOK
 		ready.Message = "the mapper reports the device " + orUnknown(state)
 		if stateReason != "" {
 			ready.Message += ": " + stateReason
@@ -141,26 +142,26 @@ func DesiredStatus(in StatusInput, now metav1.Time) devicesv1beta1.DeviceInstanc
 func synced(set func(string, metav1.ConditionStatus, string, string), in StatusInput, prev func(string) *metav1.Condition, gen int64, node string) {
 	if f := in.Facts; f != nil && f.Node == node {
 		if f.Generation >= gen {
-			set(devicesv1beta1.ConditionSynced, metav1.ConditionTrue, devicesv1beta1.ReasonSynced, fmt.Sprintf("node %s serves generation %d", node, gen))
+			set(devicespec.ConditionSynced, metav1.ConditionTrue, devicespec.ReasonSynced, fmt.Sprintf("node %s serves generation %d", node, gen))
 			return
 		}
-		set(devicesv1beta1.ConditionSynced, metav1.ConditionFalse, devicesv1beta1.ReasonSyncPending, fmt.Sprintf("node %s serves generation %d; generation %d not applied yet", node, f.Generation, gen))
+		set(devicespec.ConditionSynced, metav1.ConditionFalse, devicespec.ReasonSyncPending, fmt.Sprintf("node %s serves generation %d; generation %d not applied yet", node, f.Generation, gen))
 		return
 	}
-	if p := prev(devicesv1beta1.ConditionSynced); p != nil && p.Status == metav1.ConditionTrue && p.ObservedGeneration == gen {
+	if p := prev(devicespec.ConditionSynced); p != nil && p.Status == metav1.ConditionTrue && p.ObservedGeneration == gen {
 		return
 	}
-	set(devicesv1beta1.ConditionSynced, metav1.ConditionFalse, devicesv1beta1.ReasonSyncPending, fmt.Sprintf("generation %d sent to node %s, not acknowledged yet", gen, node))
+	set(devicespec.ConditionSynced, metav1.ConditionFalse, devicespec.ReasonSyncPending, fmt.Sprintf("generation %d sent to node %s, not acknowledged yet", gen, node))
 }
 
 // fromNode reports whether a MapperAvailable reason came from the node.
 func fromNode(reason string) bool {
-	return reason == devicesv1beta1.ReasonMapperRegistered || reason == devicesv1beta1.ReasonNoMapperForProtocol
+	return reason == devicespec.ReasonMapperRegistered || reason == devicespec.ReasonNoMapperForProtocol
 }
 
 func orUnknown(s string) string {
 	if s == "" {
-		return devicesv1beta1.DeviceStateUnknown
+		return devicespec.DeviceStateUnknown
 	}
 	return s
 }
@@ -180,8 +181,8 @@ func lastOnlineForDevice(stored, reported string, stateChanged bool) string {
 	if stored == "" || stateChanged {
 		return reported
 	}
-	s, err1 := devicesv1beta1.ParseLastOnlineTime(stored)
-	r, err2 := devicesv1beta1.ParseLastOnlineTime(reported)
+	s, err1 := devicespec.ParseLastOnlineTime(stored)
+	r, err2 := devicespec.ParseLastOnlineTime(reported)
 	if err1 != nil || err2 != nil || r.Sub(s).Seconds() >= lastOnlineRefresh || r.Before(s) {
 		return reported
 	}
@@ -191,11 +192,11 @@ func lastOnlineForDevice(stored, reported string, stateChanged bool) string {
 // modelResolved checks a Device against its model.
 func modelResolved(d *devicesv1beta1.Device, m *devicesv1beta1.DeviceModel) (metav1.ConditionStatus, string, string) {
 	if m == nil {
-		return metav1.ConditionFalse, devicesv1beta1.ReasonModelNotFound,
+		return metav1.ConditionFalse, devicespec.ReasonModelNotFound,
 			fmt.Sprintf("DeviceModel %s not found in namespace %s: create it, or fix spec.deviceModelRef.name", d.Spec.DeviceModelRef.Name, d.Namespace)
 	}
 	if p := d.Spec.Protocol.ProtocolName; p != "" && m.Spec.Protocol != "" && p != m.Spec.Protocol {
-		return metav1.ConditionFalse, devicesv1beta1.ReasonProtocolMismatch,
+		return metav1.ConditionFalse, devicespec.ReasonProtocolMismatch,
 			fmt.Sprintf("spec.protocol.protocolName is %q but DeviceModel %s has protocol %q", p, m.Name, m.Spec.Protocol)
 	}
 	var missing []string
@@ -212,7 +213,7 @@ func modelResolved(d *devicesv1beta1.Device, m *devicesv1beta1.DeviceModel) (met
 		}
 	}
 	if len(missing) > 0 {
-		return metav1.ConditionFalse, devicesv1beta1.ReasonPropertyNotInModel,
+		return metav1.ConditionFalse, devicespec.ReasonPropertyNotInModel,
 			fmt.Sprintf("DeviceModel %s does not define %s: add them to the model or remove them from the device", m.Name, strings.Join(missing, ", "))
 	}
 	for _, p := range d.Spec.Properties {
@@ -220,19 +221,19 @@ func modelResolved(d *devicesv1beta1.Device, m *devicesv1beta1.DeviceModel) (met
 			continue
 		}
 		if err := checkDesired(m.Spec.Property(p.Name), p.Desired.Value); err != nil {
-			return metav1.ConditionFalse, devicesv1beta1.ReasonInvalidDesiredValue, fmt.Sprintf("property %s: %v", p.Name, err)
+			return metav1.ConditionFalse, devicespec.ReasonInvalidDesiredValue, fmt.Sprintf("property %s: %v", p.Name, err)
 		}
 	}
-	if _, err := devicesv1beta1.ResolveDevice(d, m); err != nil {
-		return metav1.ConditionFalse, devicesv1beta1.ReasonInvalidConfigData, err.Error()
+	if _, err := devicespec.ResolveDevice(&d.Spec, &m.Spec); err != nil {
+		return metav1.ConditionFalse, devicespec.ReasonInvalidConfigData, err.Error()
 	}
-	return metav1.ConditionTrue, devicesv1beta1.ReasonModelFound, fmt.Sprintf("DeviceModel %s defines every property", m.Name)
+	return metav1.ConditionTrue, devicespec.ReasonModelFound, fmt.Sprintf("DeviceModel %s defines every property", m.Name)
 }
 
 // checkDesired checks a desired value against its model property: the
 // mapper would refuse it otherwise.
-func checkDesired(mp *devicesv1beta1.ModelProperty, v string) error {
-	if mp.AccessMode != devicesv1beta1.ReadWrite {
+func checkDesired(mp *devicespec.ModelProperty, v string) error {
+	if mp.AccessMode != devicespec.ReadWrite {
 		return fmt.Errorf("desired value %q set on a ReadOnly property: make it ReadWrite in the model or remove desired", v)
 	}
 	t, err := value.ParseType(string(mp.Type))

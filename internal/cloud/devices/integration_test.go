@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/cloud/bootstraptoken"
 	"github.com/verge-edge/verge/internal/cloudtest"
 	"github.com/verge-edge/verge/internal/edge/agent"
@@ -229,17 +230,17 @@ func TestDevicesThroughTheCloud(t *testing.T) {
 		if err := get(t, dyn, ns, "devicestatuses", "c1", &ds); err != nil {
 			return false, err.Error()
 		}
-		tw := devicesv1beta1.FindTwin(ds.Status.Twins, "ticks")
-		sp := devicesv1beta1.FindTwin(ds.Status.Twins, "setpoint")
+		tw := devicespec.FindTwin(ds.Status.Twins, "ticks")
+		sp := devicespec.FindTwin(ds.Status.Twins, "setpoint")
 		return tw != nil && tw.Reported.Value != "" && sp != nil && sp.ObservedDesired.Value == "42" && ds.Status.State == "ok", fmt.Sprintf("%+v", ds.Status)
 	})
 	if len(ds.OwnerReferences) != 1 || ds.OwnerReferences[0].Kind != "Device" || ds.Status.NodeName != e.name || ds.Status.LastOnlineTime == "" {
 		t.Fatalf("DeviceStatus: owners %+v, status %+v", ds.OwnerReferences, ds.Status)
 	}
-	first := devicesv1beta1.FindTwin(ds.Status.Twins, "ticks").Reported.Value
+	first := devicespec.FindTwin(ds.Status.Twins, "ticks").Reported.Value
 	waitFor(t, 10*time.Second, "readings to move", func() (bool, string) {
 		_ = get(t, dyn, ns, "devicestatuses", "c1", &ds)
-		v := devicesv1beta1.FindTwin(ds.Status.Twins, "ticks").Reported.Value
+		v := devicespec.FindTwin(ds.Status.Twins, "ticks").Reported.Value
 		return v != first, v
 	})
 	var d devicesv1beta1.Device
@@ -253,7 +254,7 @@ func TestDevicesThroughTheCloud(t *testing.T) {
 	apply(t, dyn, ns, "devices", device("c1", e.name, "counter", "counter", "17"))
 	waitFor(t, 30*time.Second, "observedDesired 17", func() (bool, string) {
 		_ = get(t, dyn, ns, "devicestatuses", "c1", &ds)
-		sp := devicesv1beta1.FindTwin(ds.Status.Twins, "setpoint")
+		sp := devicespec.FindTwin(ds.Status.Twins, "setpoint")
 		return sp != nil && sp.ObservedDesired.Value == "17" && sp.Reported.Value == "17", fmt.Sprintf("%+v", sp)
 	})
 	drv.mu.Lock()
@@ -279,7 +280,7 @@ func TestDevicesThroughTheCloud(t *testing.T) {
 	})
 	waitFor(t, 30*time.Second, "observedDesired 55", func() (bool, string) {
 		_ = get(t, dyn, ns, "devicestatuses", "c1", &ds)
-		sp := devicesv1beta1.FindTwin(ds.Status.Twins, "setpoint")
+		sp := devicespec.FindTwin(ds.Status.Twins, "setpoint")
 		return sp != nil && sp.ObservedDesired.Value == "55" && sp.Reported.Value == "55", fmt.Sprintf("%+v", sp)
 	})
 	if _, err := e.twin.UpdateTwin(ns, "c1", "ev-2", map[string]devicetwin.TwinUpdate{"setpoint": {Expected: ptrTo("500")}}); err == nil || !strings.Contains(err.Error(), "maximum") {

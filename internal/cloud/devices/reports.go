@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/cloud/devices/devclient"
 	"github.com/verge-edge/verge/internal/protocol/syncpb"
 	"github.com/verge-edge/verge/internal/protocol/wire"
@@ -122,7 +123,7 @@ func (c *Controller) recordFacts(key, node string, r *wire.DeviceReport) {
 // state, the last-online time and the node. Only properties of the
 // Device's spec are kept. Pure.
 func DeviceStatusPatch(node string, d *devicesv1beta1.Device, r *wire.DeviceReport) ([]byte, error) {
-	twins := make([]devicesv1beta1.Twin, 0, len(r.Twins))
+	twins := make([]devicespec.Twin, 0, len(r.Twins))
 	seen := map[string]bool{}
 	for _, t := range r.Twins {
 		if d.Spec.Property(t.PropertyName) == nil || seen[t.PropertyName] {

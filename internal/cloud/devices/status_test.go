@@ -10,15 +10,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 )
 
 func thermostatModel() *devicesv1beta1.DeviceModel {
 	return &devicesv1beta1.DeviceModel{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "thermostat"},
-		Spec: devicesv1beta1.DeviceModelSpec{Protocol: "modbus", Properties: []devicesv1beta1.ModelProperty{
-			{Name: "temperature", Type: devicesv1beta1.PropertyType("FLOAT"), AccessMode: devicesv1beta1.ReadOnly},
-			{Name: "setpoint", Type: devicesv1beta1.PropertyType("FLOAT"), AccessMode: devicesv1beta1.ReadWrite, Minimum: "5", Maximum: "35"},
+		Spec: devicespec.DeviceModelSpec{Protocol: "modbus", Properties: []devicespec.ModelProperty{
+			{Name: "temperature", Type: devicespec.PropertyType("FLOAT"), AccessMode: devicespec.ReadOnly},
+			{Name: "setpoint", Type: devicespec.PropertyType("FLOAT"), AccessMode: devicespec.ReadWrite, Minimum: "5", Maximum: "35"},
 		}},
 	}
 }
@@ -26,13 +27,13 @@ func thermostatModel() *devicesv1beta1.DeviceModel {
 func thermostat(mutate ...func(*devicesv1beta1.Device)) *devicesv1beta1.Device {
 	d := &devicesv1beta1.Device{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "t1", UID: "u1", Generation: 3},
-		Spec: devicesv1beta1.DeviceSpec{
-			DeviceModelRef: devicesv1beta1.LocalObjectReference{Name: "thermostat"},
+		Spec: devicespec.DeviceSpec{
+			DeviceModelRef: devicespec.LocalObjectReference{Name: "thermostat"},
 			NodeName:       "edge-1",
-			Protocol:       devicesv1beta1.ProtocolConfig{ProtocolName: "modbus"},
-			Properties: []devicesv1beta1.DeviceProperty{
+			Protocol:       devicespec.ProtocolConfig{ProtocolName: "modbus"},
+			Properties: []devicespec.DeviceProperty{
 				{Name: "temperature"},
-				{Name: "setpoint", Desired: &devicesv1beta1.TwinProperty{Value: "21.5"}},
+				{Name: "setpoint", Desired: &devicespec.TwinProperty{Value: "21.5"}},
 			},
 		},
 	}
@@ -61,7 +62,7 @@ func TestDesiredStatus(t *testing.T) {
 			want{"False/ModelNotFound", "True/MapperRegistered", "True/Synced", "False/ModelNotFound"}, "DeviceModel thermostat not found in namespace ns"},
 		{"no mapper for the protocol", StatusInput{Device: thermostat(), Model: thermostatModel(), Node: NodeOnline, Facts: &EdgeFacts{
 			Node: "edge-1", Generation: 3, State: "unknown",
-			Mapper: wire.DeviceMapper{Reason: devicesv1beta1.ReasonNoMapperForProtocol, Message: "no mapper for protocol modbus is registered on node edge-1"}}},
+			Mapper: wire.DeviceMapper{Reason: devicespec.ReasonNoMapperForProtocol, Message: "no mapper for protocol modbus is registered on node edge-1"}}},
 			want{"True/ModelFound", "False/NoMapperForProtocol", "True/Synced", "False/NoMapperForProtocol"}, "no mapper for protocol modbus is registered on node edge-1"},
 		{"node serves an older generation", StatusInput{Device: thermostat(), Model: thermostatModel(), Node: NodeOnline, Facts: func() *EdgeFacts { f := okFacts(); f.Generation = 2; return f }()},
 			want{"True/ModelFound", "True/MapperRegistered", "False/SyncPending", "False/SyncPending"}, "generation 3 not applied yet"},
@@ -81,13 +82,13 @@ func TestDesiredStatus(t *testing.T) {
 		{"protocol mismatch", StatusInput{Device: thermostat(func(d *devicesv1beta1.Device) { d.Spec.Protocol.ProtocolName = "opcua" }), Model: thermostatModel(), Node: NodeOnline, Facts: okFacts()},
 			want{"False/ProtocolMismatch", "True/MapperRegistered", "True/Synced", "False/ProtocolMismatch"}, `"opcua"`},
 		{"property not in model", StatusInput{Device: thermostat(func(d *devicesv1beta1.Device) {
-			d.Spec.Properties = append(d.Spec.Properties, devicesv1beta1.DeviceProperty{Name: "humidity"})
+			d.Spec.Properties = append(d.Spec.Properties, devicespec.DeviceProperty{Name: "humidity"})
 		}), Model: thermostatModel(), Node: NodeOnline, Facts: okFacts()},
 			want{"False/PropertyNotInModel", "True/MapperRegistered", "True/Synced", "False/PropertyNotInModel"}, "does not define humidity"},
 		{"desired out of range", StatusInput{Device: thermostat(func(d *devicesv1beta1.Device) { d.Spec.Properties[1].Desired.Value = "90" }), Model: thermostatModel(), Node: NodeOnline, Facts: okFacts()},
 			want{"False/InvalidDesiredValue", "True/MapperRegistered", "True/Synced", "False/InvalidDesiredValue"}, "property setpoint"},
 		{"desired on a ReadOnly property", StatusInput{Device: thermostat(func(d *devicesv1beta1.Device) {
-			d.Spec.Properties[0].Desired = &devicesv1beta1.TwinProperty{Value: "20"}
+			d.Spec.Properties[0].Desired = &devicespec.TwinProperty{Value: "20"}
 		}), Model: thermostatModel(), Node: NodeOnline, Facts: okFacts()},
 			want{"False/InvalidDesiredValue", "True/MapperRegistered", "True/Synced", "False/InvalidDesiredValue"}, "ReadOnly"},
 		{"no protocol anywhere", StatusInput{Device: thermostat(func(d *devicesv1beta1.Device) { d.Spec.Protocol.ProtocolName = "" }), Model: func() *devicesv1beta1.DeviceModel {
@@ -207,10 +208,10 @@ func TestPacer(t *testing.T) {
 
 func TestDeviceStatusPatch(t *testing.T) {
 	d := thermostat()
-	r := &wire.DeviceReport{Namespace: "ns", Name: "t1", State: "ok", LastOnlineTime: "2025-01-01T00:00:00Z", Twins: []devicesv1beta1.Twin{
-		{PropertyName: "temperature", Reported: devicesv1beta1.TwinProperty{Value: "20.5", Metadata: map[string]string{"timestamp": "1", "type": "float"}}},
-		{PropertyName: "removed-from-spec", Reported: devicesv1beta1.TwinProperty{Value: "1"}},
-		{PropertyName: "temperature", Reported: devicesv1beta1.TwinProperty{Value: "dup"}},
+	r := &wire.DeviceReport{Namespace: "ns", Name: "t1", State: "ok", LastOnlineTime: "2025-01-01T00:00:00Z", Twins: []devicespec.Twin{
+		{PropertyName: "temperature", Reported: devicespec.TwinProperty{Value: "20.5", Metadata: map[string]string{"timestamp": "1", "type": "float"}}},
+		{PropertyName: "removed-from-spec", Reported: devicespec.TwinProperty{Value: "1"}},
+		{PropertyName: "temperature", Reported: devicespec.TwinProperty{Value: "dup"}},
 	}}
 	b, err := DeviceStatusPatch("edge-1", d, r)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/protocol/downsync"
 )
 
@@ -34,7 +35,7 @@ func (f *fakeDevices) Model(ns, name string) (*devicesv1beta1.DeviceModel, bool)
 func device(name, node, model, rv string) *devicesv1beta1.Device {
 	return &devicesv1beta1.Device{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("u-" + name), ResourceVersion: rv, Generation: 1},
-		Spec:       devicesv1beta1.DeviceSpec{NodeName: node, DeviceModelRef: devicesv1beta1.LocalObjectReference{Name: model}},
+		Spec:       devicespec.DeviceSpec{NodeName: node, DeviceModelRef: devicespec.LocalObjectReference{Name: model}},
 	}
 }
 
@@ -98,7 +99,7 @@ func TestViewDevices(t *testing.T) {
 	}
 	spec := st.DeepCopy()
 	spec.ResourceVersion, spec.Generation = "15", 2
-	spec.Spec.Properties = []devicesv1beta1.DeviceProperty{{Name: "setpoint", Desired: &devicesv1beta1.TwinProperty{Value: "22"}}}
+	spec.Spec.Properties = []devicespec.DeviceProperty{{Name: "setpoint", Desired: &devicespec.TwinProperty{Value: "22"}}}
 	v.OnDevice(st, spec)
 	if got := r.take(); got != "set devices/ns/t1@15" {
 		t.Fatalf("spec change:\n%s", got)

@@ -3,16 +3,17 @@ package devicetwin
 import (
 	"fmt"
 
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
+	"github.com/verge-edge/verge/internal/protocol/wire"
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
 )
 
-// ToDMIDevice converts a Device, already merged with its model
-// (devicesv1beta1.ResolveDevice) and with the effective desired values in
+// ToDMIDevice converts a Device, its spec already merged with its model
+// (devicespec.ResolveDevice) and with the effective desired values in
 // place, into the DMI message a mapper receives. Free-form configuration
 // keeps nested objects and lists (as google.protobuf.Value; upstream edges
 // could only send flat scalars). Pure.
-func ToDMIDevice(d *devicesv1beta1.Device) (*dmi.Device, error) {
+func ToDMIDevice(d *wire.Device) (*dmi.Device, error) {
 	spec := &dmi.DeviceSpec{DeviceModelReference: d.Spec.DeviceModelRef.Name}
 	pc, err := customized(d.Spec.Protocol.ConfigData)
 	if err != nil {
@@ -43,12 +44,12 @@ func ToDMIDevice(d *devicesv1beta1.Device) (*dmi.Device, error) {
 	for _, m := range d.Spec.Methods {
 		spec.Methods = append(spec.Methods, &dmi.DeviceMethod{Name: m.Name, Description: m.Description, PropertyNames: m.PropertyNames})
 	}
+	// State reporting comes from spec.stateReport only. The pre-1.23 place,
+	// the Device's status.reportToCloud and reportCycle, never reaches a
+	// node: the cloud sends Devices without status.
 	status := &dmi.DeviceStatus{}
-	switch {
-	case d.Spec.StateReport != nil:
-		status.ReportToCloud, status.ReportCycle = d.Spec.StateReport.ReportToCloud, d.Spec.StateReport.ReportCycle
-	default: // pre-1.23 manifests
-		status.ReportToCloud, status.ReportCycle = d.Status.ReportToCloud, d.Status.ReportCycle
+	if sr := d.Spec.StateReport; sr != nil {
+		status.ReportToCloud, status.ReportCycle = sr.ReportToCloud, sr.ReportCycle
 	}
 	return &dmi.Device{Name: d.Name, Namespace: d.Namespace, Spec: spec, Status: status}, nil
 }
@@ -56,7 +57,7 @@ func ToDMIDevice(d *devicesv1beta1.Device) (*dmi.Device, error) {
 // ToDMIModel converts a DeviceModel into its DMI message (properties only:
 // the protocol and model visitors reach mappers merged into each Device).
 // Pure.
-func ToDMIModel(m *devicesv1beta1.DeviceModel) *dmi.DeviceModel {
+func ToDMIModel(m *wire.DeviceModel) *dmi.DeviceModel {
 	out := &dmi.DeviceModel{Name: m.Name, Namespace: m.Namespace, Spec: &dmi.DeviceModelSpec{}}
 	for _, p := range m.Spec.Properties {
 		out.Spec.Properties = append(out.Spec.Properties, &dmi.ModelProperty{
@@ -67,7 +68,7 @@ func ToDMIModel(m *devicesv1beta1.DeviceModel) *dmi.DeviceModel {
 	return out
 }
 
-func customized(cv *devicesv1beta1.CustomizedValue) (*dmi.CustomizedValue, error) {
+func customized(cv *devicespec.CustomizedValue) (*dmi.CustomizedValue, error) {
 	if cv.IsEmpty() {
 		return nil, nil
 	}
@@ -78,7 +79,7 @@ func customized(cv *devicesv1beta1.CustomizedValue) (*dmi.CustomizedValue, error
 	return dmi.NewCustomizedValue(m)
 }
 
-func pushMethod(pm *devicesv1beta1.PushMethod) (*dmi.PushMethod, error) {
+func pushMethod(pm *devicespec.PushMethod) (*dmi.PushMethod, error) {
 	out := &dmi.PushMethod{}
 	if h := pm.HTTP; h != nil {
 		out.Http = &dmi.PushMethodHTTP{Hostname: h.HostName, Port: h.Port, Requestpath: h.RequestPath, Timeout: h.Timeout}

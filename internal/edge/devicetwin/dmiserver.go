@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
 )
 
@@ -206,7 +206,7 @@ func (s *Service) reportState(namespace, name, state, reason string) error {
 			ns, n, lo := namespace, name, d.twin.LastOnline
 			s.events = append(s.events, func(e Events) { e.StateChanged(ns, n, state, timeOrZero(lo)) })
 		}
-	} else if state == devicesv1beta1.DeviceStateOK || state == devicesv1beta1.DeviceStateOnline {
+	} else if state == devicespec.DeviceStateOK || state == devicespec.DeviceStateOnline {
 		d.dirty = true // lastOnline moved
 	}
 	wait := s.waitFlushLocked()

@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
+	"github.com/verge-edge/verge/internal/protocol/wire"
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
 	"github.com/verge-edge/verge/pkg/mapper/value"
 )
@@ -51,7 +52,7 @@ type DeviceInfo struct {
 	Twin                                map[string]TwinView
 }
 
-func info(d *devicesv1beta1.Device, t *Twin) DeviceInfo {
+func info(d *wire.Device, t *Twin) DeviceInfo {
 	i := DeviceInfo{Namespace: d.Namespace, Name: d.Name, Description: d.Annotations["description"], State: t.State, Twin: views(d, t)}
 	if i.Description == "" {
 		i.Description = d.Labels["description"]
@@ -63,7 +64,7 @@ func info(d *devicesv1beta1.Device, t *Twin) DeviceInfo {
 }
 
 // views is every property of d as apps see it.
-func views(d *devicesv1beta1.Device, t *Twin) map[string]TwinView {
+func views(d *wire.Device, t *Twin) map[string]TwinView {
 	eff := t.WithDesired(d)
 	out := map[string]TwinView{}
 	for _, p := range eff.Spec.Properties {
@@ -191,7 +192,7 @@ func (s *Service) UpdateTwin(namespace, name, eventID string, upd map[string]Twi
 	return nil, fmt.Errorf("device %s: %w", key, ErrNoDevice)
 }
 
-func checkTwinUpdate(d *devicesv1beta1.Device, m *devicesv1beta1.DeviceModel, prop string, u TwinUpdate) error {
+func checkTwinUpdate(d *wire.Device, m *wire.DeviceModel, prop string, u TwinUpdate) error {
 	if d.Spec.Property(prop) == nil {
 		return &UserError{fmt.Sprintf("device %s/%s has no property %q", d.Namespace, d.Name, prop)}
 	}
@@ -202,7 +203,7 @@ func checkTwinUpdate(d *devicesv1beta1.Device, m *devicesv1beta1.DeviceModel, pr
 		return &UserError{fmt.Sprintf("the DeviceModel of %s/%s has not reached this node; desired values cannot be checked yet", d.Namespace, d.Name)}
 	}
 	mp := m.Spec.Property(prop)
-	if mp == nil || mp.AccessMode != devicesv1beta1.ReadWrite {
+	if mp == nil || mp.AccessMode != devicespec.ReadWrite {
 		return &UserError{fmt.Sprintf("property %s of %s/%s is not ReadWrite in DeviceModel %s: it has no desired value", prop, d.Namespace, d.Name, m.Name)}
 	}
 	t, err := value.ParseType(string(mp.Type))

@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
 )
@@ -44,16 +44,16 @@ type Mapper struct {
 // else the first by name. Pure.
 func Bind(annotations map[string]string, protocol, node string, mappers map[string]*Mapper) wire.DeviceMapper {
 	if protocol == "" {
-		return wire.DeviceMapper{Reason: devicesv1beta1.ReasonNoProtocol, Message: "neither the Device nor its DeviceModel names a protocol"}
+		return wire.DeviceMapper{Reason: devicespec.ReasonNoProtocol, Message: "neither the Device nor its DeviceModel names a protocol"}
 	}
 	if want := annotations[MapperAnnotation]; want != "" {
 		m, ok := mappers[want]
 		switch {
 		case !ok:
-			return wire.DeviceMapper{Reason: devicesv1beta1.ReasonNoMapperForProtocol,
+			return wire.DeviceMapper{Reason: devicespec.ReasonNoMapperForProtocol,
 				Message: fmt.Sprintf("mapper %s (annotation %s) is not registered on node %s%s", want, MapperAnnotation, node, registered(mappers))}
 		case m.Protocol != protocol:
-			return wire.DeviceMapper{Reason: devicesv1beta1.ReasonNoMapperForProtocol,
+			return wire.DeviceMapper{Reason: devicespec.ReasonNoMapperForProtocol,
 				Message: fmt.Sprintf("mapper %s (annotation %s) serves protocol %s, not %s", want, MapperAnnotation, m.Protocol, protocol)}
 		}
 		return wire.DeviceMapper{Name: want, Available: true}
@@ -65,7 +65,7 @@ func Bind(annotations map[string]string, protocol, node string, mappers map[stri
 		}
 	}
 	if len(names) == 0 {
-		return wire.DeviceMapper{Reason: devicesv1beta1.ReasonNoMapperForProtocol,
+		return wire.DeviceMapper{Reason: devicespec.ReasonNoMapperForProtocol,
 			Message: fmt.Sprintf("no mapper for protocol %s is registered on node %s%s: deploy one (e.g. verge-mapper-%s) to the node", protocol, node, registered(mappers), protocol)}
 	}
 	sort.Strings(names)

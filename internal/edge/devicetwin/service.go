@@ -14,7 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/edge/store"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 	"github.com/verge-edge/verge/internal/protocol/wire"
@@ -69,7 +69,7 @@ type Config struct {
 
 // device is one Device the node holds.
 type device struct {
-	obj     *devicesv1beta1.Device
+	obj     *wire.Device
 	twin    *Twin
 	binding wire.DeviceMapper
 	// dirty: the twin changed (persist it) or the report changed (queue
@@ -89,7 +89,7 @@ type Service struct {
 	mu      sync.Mutex
 	loaded  bool
 	devices map[string]*device // namespace/name
-	models  map[string]*devicesv1beta1.DeviceModel
+	models  map[string]*wire.DeviceModel
 	mappers map[string]*Mapper
 	runners map[string]*mapperRunner
 	// waiters are told when the next flush committed (group commit of
@@ -123,7 +123,7 @@ func New(cfg Config, st Store) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, store: st, log: cfg.Logger,
-		devices: map[string]*device{}, models: map[string]*devicesv1beta1.DeviceModel{},
+		devices: map[string]*device{}, models: map[string]*wire.DeviceModel{},
 		mappers: map[string]*Mapper{}, runners: map[string]*mapperRunner{},
 		wake: make(chan struct{}, 1),
 	}
@@ -224,8 +224,8 @@ func (s *Service) load(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
-func decodeDevice(o store.Object) (*devicesv1beta1.Device, error) {
-	d := &devicesv1beta1.Device{}
+func decodeDevice(o store.Object) (*wire.Device, error) {
+	d := &wire.Device{}
 	if err := wire.Decode(wire.EncodingFor(o.Key), o.Data, false, d); err != nil {
 		return nil, err
 	}
@@ -331,7 +331,7 @@ func (s *Service) applyModelLocked(o store.Object, deleted bool) {
 		delete(s.models, nsName(ns, name))
 		return
 	}
-	m := &devicesv1beta1.DeviceModel{}
+	m := &wire.DeviceModel{}
 	if err := wire.Decode(wire.EncodingFor(o.Key), o.Data, false, m); err != nil {
 		s.log.Warn("device model cannot be decoded; skipped", "key", o.Key, "error", err)
 		return
@@ -407,7 +407,7 @@ func (s *Service) rebindLocked() {
 	}
 }
 
-func (s *Service) protocolLocked(d *devicesv1beta1.Device) string {
+func (s *Service) protocolLocked(d *wire.Device) string {
 	if d.Spec.Protocol.ProtocolName != "" {
 		return d.Spec.Protocol.ProtocolName
 	}
@@ -427,12 +427,18 @@ func (s *Service) wantLocked(name string) Want {
 		}
 		mk := nsName(d.obj.Namespace, d.obj.Spec.DeviceModelRef.Name)
 		model := s.models[mk]
-		resolved, err := devicesv1beta1.ResolveDevice(d.twin.WithDesired(d.obj), model)
+		resolved := *d.twin.WithDesired(d.obj)
+		var modelSpec *devicespec.DeviceModelSpec
+		if model != nil {
+			modelSpec = &model.Spec
+		}
+		spec, err := devicespec.ResolveDevice(&resolved.Spec, modelSpec)
 		if err != nil {
 			s.log.Warn("device cannot be merged with its model; not sent to the mapper", "device", key, "error", err)
 			continue
 		}
-		msg, err := ToDMIDevice(resolved)
+		resolved.Spec = *spec
+		msg, err := ToDMIDevice(&resolved)
 		if err != nil {
 			s.log.Warn("device cannot be converted for its mapper; not sent", "device", key, "error", err)
 			continue

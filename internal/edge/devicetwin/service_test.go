@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/edge/store"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 	"github.com/verge-edge/verge/internal/protocol/wire"
@@ -148,27 +149,27 @@ func virtualModel() *devicesv1beta1.DeviceModel {
 	return &devicesv1beta1.DeviceModel{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "devices.kubeedge.io/v1beta1", Kind: "DeviceModel"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "thermostat", UID: "m1"},
-		Spec: devicesv1beta1.DeviceModelSpec{Protocol: "virtual", Properties: []devicesv1beta1.ModelProperty{
-			{Name: "temperature", Type: "FLOAT", AccessMode: devicesv1beta1.ReadOnly},
-			{Name: "setpoint", Type: "FLOAT", AccessMode: devicesv1beta1.ReadWrite, Minimum: "5", Maximum: "35"},
+		Spec: devicespec.DeviceModelSpec{Protocol: "virtual", Properties: []devicespec.ModelProperty{
+			{Name: "temperature", Type: "FLOAT", AccessMode: devicespec.ReadOnly},
+			{Name: "setpoint", Type: "FLOAT", AccessMode: devicespec.ReadWrite, Minimum: "5", Maximum: "35"},
 		}},
 	}
 }
 
 func virtualDevice(gen int64, setpoint string) *devicesv1beta1.Device {
-	visitor := func(initial string) *devicesv1beta1.VisitorConfig {
-		return &devicesv1beta1.VisitorConfig{ProtocolName: "virtual", ConfigData: &devicesv1beta1.CustomizedValue{Raw: json.RawMessage(`{"initial":` + initial + `}`)}}
+	visitor := func(initial string) *devicespec.VisitorConfig {
+		return &devicespec.VisitorConfig{ProtocolName: "virtual", ConfigData: &devicespec.CustomizedValue{Raw: json.RawMessage(`{"initial":` + initial + `}`)}}
 	}
 	return &devicesv1beta1.Device{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "devices.kubeedge.io/v1beta1", Kind: "Device"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "thermo", UID: types.UID("d1"), Generation: gen},
-		Spec: devicesv1beta1.DeviceSpec{
-			DeviceModelRef: devicesv1beta1.LocalObjectReference{Name: "thermostat"},
+		Spec: devicespec.DeviceSpec{
+			DeviceModelRef: devicespec.LocalObjectReference{Name: "thermostat"},
 			NodeName:       "edge-1",
-			Protocol:       devicesv1beta1.ProtocolConfig{ProtocolName: "virtual"},
-			Properties: []devicesv1beta1.DeviceProperty{
+			Protocol:       devicespec.ProtocolConfig{ProtocolName: "virtual"},
+			Properties: []devicespec.DeviceProperty{
 				{Name: "temperature", CollectCycle: 50, ReportToCloud: true, Visitors: visitor("20.5")},
-				{Name: "setpoint", CollectCycle: 50, ReportToCloud: true, Visitors: visitor("0"), Desired: &devicesv1beta1.TwinProperty{Value: setpoint}},
+				{Name: "setpoint", CollectCycle: 50, ReportToCloud: true, Visitors: visitor("0"), Desired: &devicespec.TwinProperty{Value: setpoint}},
 			},
 		},
 	}
@@ -236,8 +237,8 @@ func startSDKMapper(t *testing.T, n *node, name string) *memDriver {
 	return drv
 }
 
-func twinOf(r *wire.DeviceReport, prop string) *devicesv1beta1.Twin {
-	return devicesv1beta1.FindTwin(r.Twins, prop)
+func twinOf(r *wire.DeviceReport, prop string) *devicespec.Twin {
+	return devicespec.FindTwin(r.Twins, prop)
 }
 
 // A mapper built on the SDK registers, its readings become durable twins
@@ -248,7 +249,7 @@ func TestServiceWithSDKMapper(t *testing.T) {
 	// The device arrives before its model, and before any mapper.
 	n.put("devices/ns/thermo", virtualDevice(1, "21.5"))
 	r := n.waitReport("a report saying no mapper serves the device", func(r *wire.DeviceReport) bool {
-		return !r.Mapper.Available && r.Mapper.Reason == devicesv1beta1.ReasonNoMapperForProtocol
+		return !r.Mapper.Available && r.Mapper.Reason == devicespec.ReasonNoMapperForProtocol
 	})
 	if r.State != "unknown" || r.Generation != 1 || r.UID != "d1" {
 		t.Fatalf("report without a mapper: %+v", r)

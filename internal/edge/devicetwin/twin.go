@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
 )
@@ -84,7 +84,7 @@ func (t *Twin) ApplyReadings(twins []*dmi.Twin, now time.Time) []string {
 func (t *Twin) ApplyState(state, reason string, now time.Time) bool {
 	changed := t.State != state || t.Reason != reason
 	t.State, t.Reason = state, reason
-	if state == devicesv1beta1.DeviceStateOK || state == devicesv1beta1.DeviceStateOnline {
+	if state == devicespec.DeviceStateOK || state == devicespec.DeviceStateOnline {
 		t.LastOnline = max(t.LastOnline, now.UnixMilli())
 	}
 	return changed
@@ -92,7 +92,7 @@ func (t *Twin) ApplyState(state, reason string, now time.Time) bool {
 
 // Prune drops readings and desired values of properties the Device no
 // longer has; it reports whether it dropped any.
-func (t *Twin) Prune(d *devicesv1beta1.Device) bool {
+func (t *Twin) Prune(d *wire.Device) bool {
 	dropped := false
 	for name := range t.Readings {
 		if d.Spec.Property(name) == nil {
@@ -126,7 +126,7 @@ func (t *Twin) SetDesired(property, value, base string) {
 }
 
 // cloudDesired is a property's desired value in the Device ("" if none).
-func cloudDesired(d *devicesv1beta1.Device, property string) string {
+func cloudDesired(d *wire.Device, property string) string {
 	if p := d.Spec.Property(property); p != nil && p.Desired != nil {
 		return p.Desired.Value
 	}
@@ -136,7 +136,7 @@ func cloudDesired(d *devicesv1beta1.Device, property string) string {
 // Reconcile drops desired values set on the node that the Device has
 // overtaken (it shows them, or a different value than their base); it
 // reports whether it dropped any.
-func (t *Twin) Reconcile(d *devicesv1beta1.Device) bool {
+func (t *Twin) Reconcile(d *wire.Device) bool {
 	dropped := false
 	for name, ed := range t.Desired {
 		if cloudDesired(d, name) != ed.Base {
@@ -149,11 +149,12 @@ func (t *Twin) Reconcile(d *devicesv1beta1.Device) bool {
 
 // WithDesired returns d with the desired values in force: the Device's,
 // replaced by the node's own where those still apply. d is not changed.
-func (t *Twin) WithDesired(d *devicesv1beta1.Device) *devicesv1beta1.Device {
+func (t *Twin) WithDesired(d *wire.Device) *wire.Device {
 	if len(t.Desired) == 0 {
 		return d
 	}
-	out := d.DeepCopy()
+	out := *d // metadata shared: nothing here changes it
+	out.Spec = *d.Spec.DeepCopy()
 	for i := range out.Spec.Properties {
 		p := &out.Spec.Properties[i]
 		ed, ok := t.Desired[p.Name]
@@ -161,26 +162,26 @@ func (t *Twin) WithDesired(d *devicesv1beta1.Device) *devicesv1beta1.Device {
 			continue
 		}
 		if p.Desired == nil {
-			p.Desired = &devicesv1beta1.TwinProperty{}
+			p.Desired = &devicespec.TwinProperty{}
 		}
 		p.Desired.Value = ed.Value
 	}
-	return out
+	return &out
 }
 
 // Report builds the device's report for the cloud: every reading of a
 // property the Device has (sorted by name), state, last-online time,
 // mapper binding and pending desired values. Pure.
-func (t *Twin) Report(d *devicesv1beta1.Device, m wire.DeviceMapper) *wire.DeviceReport {
+func (t *Twin) Report(d *wire.Device, m wire.DeviceMapper) *wire.DeviceReport {
 	r := &wire.DeviceReport{
 		Namespace: d.Namespace, Name: d.Name, UID: string(d.UID), Generation: d.Generation,
 		State: t.State, Reason: t.Reason, Mapper: m,
 	}
 	if !m.Available && r.State == "" {
-		r.State = devicesv1beta1.DeviceStateUnknown
+		r.State = devicespec.DeviceStateUnknown
 	}
 	if t.LastOnline > 0 {
-		r.LastOnlineTime = devicesv1beta1.FormatLastOnlineTime(time.UnixMilli(t.LastOnline))
+		r.LastOnlineTime = devicespec.FormatLastOnlineTime(time.UnixMilli(t.LastOnline))
 	}
 	names := make([]string, 0, len(t.Readings))
 	for name := range t.Readings {
@@ -195,10 +196,10 @@ func (t *Twin) Report(d *devicesv1beta1.Device, m wire.DeviceMapper) *wire.Devic
 		if rd.Type != "" {
 			meta["type"] = rd.Type
 		}
-		r.Twins = append(r.Twins, devicesv1beta1.Twin{
+		r.Twins = append(r.Twins, devicespec.Twin{
 			PropertyName:    name,
-			Reported:        devicesv1beta1.TwinProperty{Value: rd.Value, Metadata: meta},
-			ObservedDesired: devicesv1beta1.TwinProperty{Value: rd.ObservedDesired},
+			Reported:        devicespec.TwinProperty{Value: rd.Value, Metadata: meta},
+			ObservedDesired: devicespec.TwinProperty{Value: rd.ObservedDesired},
 		})
 	}
 	props := make([]string, 0, len(t.Desired))

@@ -5,9 +5,8 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 	dmi "github.com/verge-edge/verge/pkg/dmi/v1beta1"
 )
@@ -46,19 +45,19 @@ func TestApplyReadingsLatestWinsPerProperty(t *testing.T) {
 	}
 }
 
-func dev(gen int64, desired map[string]string, props ...string) *devicesv1beta1.Device {
-	d := &devicesv1beta1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "u", Generation: gen}}
+func dev(gen int64, desired map[string]string, props ...string) *wire.Device {
+	d := &wire.Device{ObjectMeta: kube.ObjectMeta{Namespace: "ns", Name: "d", UID: "u", Generation: gen}}
 	for _, p := range props {
-		dp := devicesv1beta1.DeviceProperty{Name: p}
+		dp := devicespec.DeviceProperty{Name: p}
 		if v, ok := desired[p]; ok {
-			dp.Desired = &devicesv1beta1.TwinProperty{Value: v}
+			dp.Desired = &devicespec.TwinProperty{Value: v}
 		}
 		d.Spec.Properties = append(d.Spec.Properties, dp)
 	}
 	return d
 }
 
-func desiredOf(d *devicesv1beta1.Device, p string) string { return cloudDesired(d, p) }
+func desiredOf(d *wire.Device, p string) string { return cloudDesired(d, p) }
 
 // The three-way merge of desired values: the node's value holds while the
 // cloud still says what it replaced; any other cloud value wins.

@@ -1,8 +1,27 @@
 package wire
 
 import (
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
+	"github.com/verge-edge/verge/api/devices/v1beta1/devicespec"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
+
+// Device is a devices.kubeedge.io/v1beta1 Device as a node reads it. The
+// cloud sends the Device object itself (api/devices/v1beta1, without
+// status or managedFields) as JSON; the node keeps metadata and spec. It
+// has its own type because the object type's ObjectMeta and status
+// conditions would make verge-edge link apimachinery's object machinery,
+// and binary size is the agent's resident memory.
+type Device struct {
+	kube.ObjectMeta `json:"metadata,omitempty"`
+	Spec            devicespec.DeviceSpec `json:"spec"`
+}
+
+// DeviceModel is a devices.kubeedge.io/v1beta1 DeviceModel as a node reads
+// it (see Device).
+type DeviceModel struct {
+	kube.ObjectMeta `json:"metadata,omitempty"`
+	Spec            devicespec.DeviceModelSpec `json:"spec"`
+}
 
 // ReportDevice carries a *DeviceReport under the Device's key
 // ("devices/<namespace>/<name>").
@@ -23,7 +42,7 @@ type DeviceReport struct {
 	Generation int64 `json:"generation,omitempty"`
 	// Twins hold every property's last reading and the desired value the
 	// mapper applied when it read it; properties never read are absent.
-	Twins []devicesv1beta1.Twin `json:"twins,omitempty"`
+	Twins []devicespec.Twin `json:"twins,omitempty"`
 	// State is the device state the mapper reported (DeviceState*), and
 	// Reason why, when it is not healthy.
 	State  string `json:"state,omitempty"`
@@ -43,7 +62,7 @@ type DeviceMapper struct {
 	Name string `json:"name,omitempty"`
 	// Available is true when a registered mapper serves the device's
 	// protocol; Reason and Message say why not (condition reasons of
-	// devicesv1beta1, e.g. NoMapperForProtocol).
+	// devicespec, e.g. ReasonNoMapperForProtocol).
 	Available bool   `json:"available"`
 	Reason    string `json:"reason,omitempty"`
 	Message   string `json:"message,omitempty"`

@@ -1,4 +1,4 @@
-package v1beta1
+package devicespec
 
 // PushMethod says where a property's readings go besides the cloud. Every
 // sink set receives every reading; the mapper reads the device once per

@@ -1,4 +1,4 @@
-package v1beta1
+package devicespec
 
 // MaxConditions bounds the condition list of a Device: conditions are keyed
 // by type, so the list never grows beyond the number of types.

@@ -1,4 +1,4 @@
-package v1beta1
+package devicespec
 
 import (
 	"errors"
@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// ResolveDevice returns a copy of d with its model's defaults filled in,
-// which is what a mapper is given:
+// ResolveDevice returns a copy of a device's spec with its model's
+// defaults filled in, which is what a mapper is given:
 //
-//   - spec.protocol.protocolName, when empty, is the model's spec.protocol;
-//   - spec.protocol.configData is the model's protocolConfigData with the
+//   - protocol.protocolName, when empty, is the model's protocol;
+//   - protocol.configData is the model's protocolConfigData with the
 //     device's keys put over it (MergeConfigData);
 //   - each device property's visitors are the model property's visitors
 //     with the device's keys put over them, and the model's protocolName
@@ -19,22 +19,26 @@ import (
 //
 // Properties the device does not list are not added. A nil model gives a
 // plain copy. ResolveDevice does not check that m is the model d names.
-func ResolveDevice(d *Device, m *DeviceModel) (*Device, error) {
+//
+// It works on specs, not on Device objects, so that the cloud (checking a
+// Device against its model) and verge-edge (building what its mappers get,
+// without the Kubernetes object types) share it.
+func ResolveDevice(d *DeviceSpec, m *DeviceModelSpec) (*DeviceSpec, error) {
 	out := d.DeepCopy()
 	if m == nil {
 		return out, nil
 	}
-	if out.Spec.Protocol.ProtocolName == "" {
-		out.Spec.Protocol.ProtocolName = m.Spec.Protocol
+	if out.Protocol.ProtocolName == "" {
+		out.Protocol.ProtocolName = m.Protocol
 	}
-	cfg, err := MergeConfigData(m.Spec.ProtocolConfigData, d.Spec.Protocol.ConfigData)
+	cfg, err := MergeConfigData(m.ProtocolConfigData, d.Protocol.ConfigData)
 	if err != nil {
 		return nil, fmt.Errorf("protocol configData: %w", err)
 	}
-	out.Spec.Protocol.ConfigData = cfg
-	for i := range out.Spec.Properties {
-		p := &out.Spec.Properties[i]
-		mp := m.Spec.Property(p.Name)
+	out.Protocol.ConfigData = cfg
+	for i := range out.Properties {
+		p := &out.Properties[i]
+		mp := m.Property(p.Name)
 		if mp == nil || mp.Visitors == nil {
 			continue
 		}

@@ -1,4 +1,4 @@
-package v1beta1
+package devicespec
 
 import (
 	"encoding/json"
@@ -16,7 +16,7 @@ func raw(v *CustomizedValue) string {
 }
 
 func TestResolveDeviceAppliesModelDefaults(t *testing.T) {
-	model := &DeviceModel{Spec: DeviceModelSpec{
+	model := &DeviceModelSpec{
 		Protocol:           "modbus",
 		ProtocolConfigData: cv(`{"slaveID":1,"timeout":500}`),
 		Properties: []ModelProperty{
@@ -24,8 +24,8 @@ func TestResolveDeviceAppliesModelDefaults(t *testing.T) {
 			{Name: "setpoint", Type: PropertyTypeInt},
 			{Name: "power", Type: PropertyTypeBoolean, Visitors: &VisitorConfig{ProtocolName: "modbus", ConfigData: cv(`{"register":"CoilRegister"}`)}},
 		},
-	}}
-	device := &Device{Spec: DeviceSpec{
+	}
+	device := &DeviceSpec{
 		DeviceModelRef: LocalObjectReference{Name: "m"},
 		Protocol:       ProtocolConfig{ConfigData: cv(`{"ip":"10.0.0.2","timeout":1000}`)},
 		Properties: []DeviceProperty{
@@ -33,17 +33,17 @@ func TestResolveDeviceAppliesModelDefaults(t *testing.T) {
 			{Name: "setpoint", Visitors: &VisitorConfig{ProtocolName: "modbus", ConfigData: cv(`{"register":"HoldingRegister","offset":1}`)}},
 			{Name: "power"},
 		},
-	}}
+	}
 	before := device.DeepCopy()
 
 	got, err := ResolveDevice(device, model)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Spec.Protocol.ProtocolName != "modbus" {
-		t.Errorf("protocolName = %q, want the model's", got.Spec.Protocol.ProtocolName)
+	if got.Protocol.ProtocolName != "modbus" {
+		t.Errorf("protocolName = %q, want the model's", got.Protocol.ProtocolName)
 	}
-	if s := raw(got.Spec.Protocol.ConfigData); s != `{"ip":"10.0.0.2","slaveID":1,"timeout":1000}` {
+	if s := raw(got.Protocol.ConfigData); s != `{"ip":"10.0.0.2","slaveID":1,"timeout":1000}` {
 		t.Errorf("protocol configData = %s", s)
 	}
 	want := map[string]struct{ protocol, config string }{
@@ -51,7 +51,7 @@ func TestResolveDeviceAppliesModelDefaults(t *testing.T) {
 		"setpoint":    {"modbus", `{"register":"HoldingRegister","offset":1}`}, // no model visitors: untouched
 		"power":       {"modbus", `{"register":"CoilRegister"}`},
 	}
-	for _, p := range got.Spec.Properties {
+	for _, p := range got.Properties {
 		w := want[p.Name]
 		if p.Visitors == nil || p.Visitors.ProtocolName != w.protocol || raw(p.Visitors.ConfigData) != w.config {
 			t.Errorf("%s visitors = %+v %s, want %s %s", p.Name, p.Visitors, raw(p.Visitors.ConfigData), w.protocol, w.config)
@@ -63,26 +63,26 @@ func TestResolveDeviceAppliesModelDefaults(t *testing.T) {
 }
 
 func TestResolveDeviceKeepsTheDevicesProtocol(t *testing.T) {
-	model := &DeviceModel{Spec: DeviceModelSpec{Protocol: "modbus"}}
-	device := &Device{Spec: DeviceSpec{Protocol: ProtocolConfig{ProtocolName: "modbus-rtu"}}}
+	model := &DeviceModelSpec{Protocol: "modbus"}
+	device := &DeviceSpec{Protocol: ProtocolConfig{ProtocolName: "modbus-rtu"}}
 	got, err := ResolveDevice(device, model)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Spec.Protocol.ProtocolName != "modbus-rtu" || got.Spec.Protocol.ConfigData != nil {
-		t.Errorf("protocol = %+v", got.Spec.Protocol)
+	if got.Protocol.ProtocolName != "modbus-rtu" || got.Protocol.ConfigData != nil {
+		t.Errorf("protocol = %+v", got.Protocol)
 	}
 	got, err = ResolveDevice(device, nil)
-	if err != nil || got == device || got.Spec.Protocol.ProtocolName != "modbus-rtu" {
+	if err != nil || got == device || got.Protocol.ProtocolName != "modbus-rtu" {
 		t.Errorf("without a model: %+v, %v; want a copy", got, err)
 	}
 }
 
 func TestResolveDeviceReportsBrokenConfig(t *testing.T) {
-	model := &DeviceModel{Spec: DeviceModelSpec{Properties: []ModelProperty{
+	model := &DeviceModelSpec{Properties: []ModelProperty{
 		{Name: "p", Visitors: &VisitorConfig{ConfigData: cv(`{"a":1}`)}},
-	}}}
-	device := &Device{Spec: DeviceSpec{Properties: []DeviceProperty{{Name: "p", Visitors: &VisitorConfig{ConfigData: cv(`{"a":`)}}}}}
+	}}
+	device := &DeviceSpec{Properties: []DeviceProperty{{Name: "p", Visitors: &VisitorConfig{ConfigData: cv(`{"a":`)}}}}
 	if _, err := ResolveDevice(device, model); err == nil || err.Error()[:10] != "property p" {
 		t.Errorf("err = %v, want one naming property p", err)
 	}

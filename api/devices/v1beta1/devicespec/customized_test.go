@@ -1,6 +1,7 @@
-package v1beta1
+package devicespec
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -130,6 +131,9 @@ func TestCustomizedValueDeepCopyIsIndependent(t *testing.T) {
 	}
 }
 
+// The CBOR serializer of apimachinery (direct is what it uses) goes
+// through the JSON methods: the value survives a round trip and encodes as
+// the CBOR of its keys and values.
 func TestCustomizedValueCBOR(t *testing.T) {
 	in := VisitorConfig{ProtocolName: "modbus", ConfigData: &CustomizedValue{Raw: json.RawMessage(`{"offset":3,"scale":0.5,"register":"InputRegister","flags":[true]}`)}}
 	data, err := direct.Marshal(in)
@@ -144,6 +148,20 @@ func TestCustomizedValueCBOR(t *testing.T) {
 	want, _ := in.ConfigData.Map()
 	if out.ProtocolName != "modbus" || !reflect.DeepEqual(got, want) {
 		t.Errorf("CBOR round trip: %s %#v, want %#v", out.ProtocolName, got, want)
+	}
+	fromMap, err := direct.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if value, err := direct.Marshal(in.ConfigData); err != nil || !bytes.Equal(value, fromMap) {
+		t.Errorf("CBOR of the value = %x, %v; want the CBOR of its map, %x", value, err, fromMap)
+	}
+	var null CustomizedValue
+	if err := direct.Unmarshal([]byte{0xf6}, &null); err != nil || null.Raw != nil { // CBOR null
+		t.Errorf("null decoded as %s, %v; want empty", null.Raw, err)
+	}
+	if err := direct.Unmarshal([]byte{0x01}, &null); err == nil { // CBOR 1
+		t.Error("a number decoded as configuration")
 	}
 }
 

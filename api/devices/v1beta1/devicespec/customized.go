@@ -1,4 +1,4 @@
-package v1beta1
+package devicespec
 
 import (
 	"bytes"
@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"k8s.io/apimachinery/pkg/runtime/serializer/cbor/direct"
 )
 
 // CustomizedValue is free-form configuration: a JSON object whose keys
@@ -37,6 +35,11 @@ func NewCustomizedValue(m map[string]any) (*CustomizedValue, error) {
 }
 
 // MarshalJSON writes the object, {} when empty.
+//
+// Clients that talk CBOR to the API server use MarshalJSON and
+// UnmarshalJSON too: apimachinery's CBOR serializer transcodes what they
+// write and read. So the type needs no CBOR methods of its own, and this
+// package, which verge-edge links, needs no CBOR library.
 func (in CustomizedValue) MarshalJSON() ([]byte, error) {
 	if len(bytes.TrimSpace(in.Raw)) == 0 {
 		return []byte("{}"), nil
@@ -56,35 +59,6 @@ func (in *CustomizedValue) UnmarshalJSON(data []byte) error {
 		return errors.New("configuration must be a JSON object")
 	}
 	in.Raw = append(json.RawMessage(nil), trimmed...)
-	return nil
-}
-
-// MarshalCBOR writes the object in CBOR, for clients that talk CBOR to the
-// API server.
-func (in CustomizedValue) MarshalCBOR() ([]byte, error) {
-	m, err := in.Map()
-	if err != nil {
-		return nil, err
-	}
-	return direct.Marshal(m)
-}
-
-// UnmarshalCBOR reads a CBOR map (or null, read as empty) and keeps it as
-// JSON text.
-func (in *CustomizedValue) UnmarshalCBOR(data []byte) error {
-	var m map[string]any
-	if err := direct.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("configuration must be a map: %w", err)
-	}
-	if m == nil {
-		in.Raw = nil
-		return nil
-	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encoding configuration: %w", err)
-	}
-	in.Raw = raw
 	return nil
 }
 
