@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"k8s.io/klog/v2"
+
 	"github.com/spf13/pflag"
 
 	"github.com/verge-edge/verge/api/crds"
@@ -42,6 +44,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// client-go and controller-runtime log through klog: one format per
+	// process.
+	klog.SetSlogLogger(logger)
 	all, err := crds.All()
 	if err != nil {
 		return err

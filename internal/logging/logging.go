@@ -1,6 +1,6 @@
-// Package logging builds the structured logger every Verge daemon uses and
-// routes the Kubernetes client libraries' klog output into it, so one
-// process writes one log format.
+// Package logging builds the structured logger every Verge daemon uses.
+// (verge-cloud also routes the Kubernetes client libraries' klog output
+// into it; that stays out of here so that verge-edge does not link klog.)
 package logging
 
 import (
@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-
-	"k8s.io/klog/v2"
 )
 
 // Options selects the log level and format.
@@ -43,7 +41,7 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// New returns a logger writing to w and points klog at it.
+// New returns a logger writing to w.
 func New(o Options, w io.Writer) (*slog.Logger, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -54,7 +52,5 @@ func New(o Options, w io.Writer) (*slog.Logger, error) {
 	if o.Format == "json" {
 		h = slog.NewJSONHandler(w, ho)
 	}
-	logger := slog.New(h)
-	klog.SetSlogLogger(logger)
-	return logger, nil
+	return slog.New(h), nil
 }

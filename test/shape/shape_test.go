@@ -57,6 +57,9 @@ func TestEdgeLinksNoCloudCodeAndNoCgo(t *testing.T) {
 		"k8s.io/apimachinery/pkg/apis/meta/v1",
 		"github.com/json-iterator/go",
 		"github.com/fxamacker/cbor/v2",
+		// Only client libraries log through klog; the edge has none.
+		"k8s.io/klog",
+		"k8s.io/apimachinery/pkg/util/validation",
 	}
 	for _, pkg := range goList(t, []string{"CGO_ENABLED=0"}, "-deps", "-tags", version.BuildTags, "./cmd/verge-edge") {
 		for _, f := range forbidden {
@@ -67,7 +70,7 @@ func TestEdgeLinksNoCloudCodeAndNoCgo(t *testing.T) {
 		for _, h := range heavy {
 			if pkg == h || strings.HasPrefix(pkg, h+"/") {
 				t.Errorf("verge-edge links %s (prefix %s): the binary's size is most of the agent's resident memory, "+
-					"and k8s.io/api, apimachinery's runtime and meta/v1 and their JSON and CBOR codecs cost megabytes; "+
+					"and k8s.io/api, apimachinery's runtime and meta/v1, their JSON and CBOR codecs and klog cost megabytes; "+
 					"use internal/protocol/kube and devicespec instead", pkg, h)
 			}
 		}
