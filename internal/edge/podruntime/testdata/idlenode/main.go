@@ -25,10 +25,10 @@ type source struct{ pods []*kube.Pod }
 
 func (s source) Pods(context.Context) ([]*kube.Pod, error) { return s.pods, nil }
 func (source) ConfigMap(_ context.Context, _, name string) (*kube.ConfigMap, error) {
-	return nil, fmt.Errorf("%s %q: %w", "configmaps", name, ErrNotFound)
+	return nil, fmt.Errorf("%s %q: %w", "configmaps", name, podruntime.ErrNotFound)
 }
 func (source) Secret(_ context.Context, _, name string) (*kube.Secret, error) {
-	return nil, fmt.Errorf("%s %q: %w", "secrets", name, ErrNotFound)
+	return nil, fmt.Errorf("%s %q: %w", "secrets", name, podruntime.ErrNotFound)
 }
 func (source) ServiceAccountToken(context.Context, string, string, string, []string, int64) (string, error) {
 	return "token", nil
