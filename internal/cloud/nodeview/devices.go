@@ -99,20 +99,10 @@ func (v *View) removeDeviceLocked(node string, s *subscription, key string) {
 }
 
 // forNode is what a node is sent of a Device: no status (the node does not
-// use it) and no managedFields.
+// use it; toObject drops managedFields).
 func forNode(d *devicesv1beta1.Device) *devicesv1beta1.Device {
 	c := *d
-	c.ManagedFields = nil
 	c.Status = devicesv1beta1.DeviceInstanceStatus{}
-	return &c
-}
-
-func modelForNode(m *devicesv1beta1.DeviceModel) *devicesv1beta1.DeviceModel {
-	if len(m.ManagedFields) == 0 {
-		return m
-	}
-	c := *m
-	c.ManagedFields = nil
 	return &c
 }
 

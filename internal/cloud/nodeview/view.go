@@ -12,6 +12,7 @@
 package nodeview
 
 import (
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
 	"github.com/verge-edge/verge/internal/protocol/downsync"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 )
@@ -163,7 +163,7 @@ func (v *View) OnObject(key string, obj runtime.Object) {
 		if obj == nil {
 			s.sink.Remove(key)
 		} else {
-			s.sink.Set(toObject(key, forNodeObject(obj)))
+			s.sink.Set(toObject(key, obj))
 		}
 	}
 }
@@ -333,55 +333,33 @@ func (v *View) object(key string) (runtime.Object, bool) {
 		if !ok {
 			return nil, false
 		}
-		return modelForNode(m), true
+		return m, true
 	}
 	return v.cache.Object(key)
 }
 
-// forNodeObject strips what nodes do not use from objects that the wire
-// encoding does not strip itself.
-func forNodeObject(obj runtime.Object) runtime.Object {
-	if m, ok := obj.(*devicesv1beta1.DeviceModel); ok {
-		return modelForNode(m)
-	}
-	return obj
-}
-
 func toObject(key string, obj runtime.Object) downsync.Object {
-	obj = withoutManagedFields(obj)
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return downsync.Object{Key: key, Body: obj}
 	}
+	if len(m.GetManagedFields()) > 0 {
+		obj, m = withoutManagedFields(obj)
+	}
 	return downsync.Object{Key: key, Version: downsync.Version{UID: string(m.GetUID()), ResourceVersion: m.GetResourceVersion()}, Body: obj}
 }
 
-// withoutManagedFields returns obj, or a shallow copy of it without
-// metadata.managedFields: server-side-apply bookkeeping that nodes never
-// use and that is often the larger part of an object. The informer's
-// object is shared and must not change.
-func withoutManagedFields(obj runtime.Object) runtime.Object {
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		if len(o.ManagedFields) > 0 {
-			c := *o
-			c.ManagedFields = nil
-			return &c
-		}
-	case *corev1.ConfigMap:
-		if len(o.ManagedFields) > 0 {
-			c := *o
-			c.ManagedFields = nil
-			return &c
-		}
-	case *corev1.Secret:
-		if len(o.ManagedFields) > 0 {
-			c := *o
-			c.ManagedFields = nil
-			return &c
-		}
-	}
-	return obj
+// withoutManagedFields returns a shallow copy of obj (the informer's
+// object is shared and must not change) without metadata.managedFields:
+// server-side-apply bookkeeping that nodes never use and that is often the
+// larger part of an object.
+func withoutManagedFields(obj runtime.Object) (runtime.Object, metav1.Object) {
+	c := reflect.New(reflect.TypeOf(obj).Elem())
+	c.Elem().Set(reflect.ValueOf(obj).Elem())
+	obj = c.Interface().(runtime.Object)
+	m, _ := meta.Accessor(obj) // obj's type has object metadata: the caller checked
+	m.SetManagedFields(nil)
+	return obj, m
 }
 
 // refreshTime is when a token the node holds (its version is the pod UID and

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	devicesv1beta1 "github.com/verge-edge/verge/api/devices/v1beta1"
 	"github.com/verge-edge/verge/internal/protocol/downsync"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 )
@@ -354,13 +356,19 @@ func TestKeys(t *testing.T) {
 }
 
 func TestManagedFieldsAreLeftOut(t *testing.T) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "u", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}}}
-	o := toObject("pods/ns/p", pod)
-	got := o.Body.(*corev1.Pod)
-	if got.Name != "p" || len(got.ManagedFields) != 0 || o.Version.UID != "u" {
-		t.Fatalf("sent %+v (version %+v)", got.ObjectMeta, o.Version)
-	}
-	if len(pod.ManagedFields) != 1 {
-		t.Fatal("toObject changed the informer's object")
+	managed := metav1.ObjectMeta{Name: "p", UID: "u", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}}
+	for _, obj := range []runtime.Object{
+		&corev1.Pod{ObjectMeta: managed},
+		&corev1.Secret{ObjectMeta: managed},
+		&devicesv1beta1.DeviceModel{ObjectMeta: managed},
+	} {
+		o := toObject("x/ns/p", obj)
+		got, _ := meta.Accessor(o.Body)
+		if got.GetName() != "p" || len(got.GetManagedFields()) != 0 || o.Version.UID != "u" {
+			t.Errorf("%T: sent %+v (version %+v)", obj, got, o.Version)
+		}
+		if orig, _ := meta.Accessor(obj); len(orig.GetManagedFields()) != 1 {
+			t.Errorf("%T: toObject changed the informer's object", obj)
+		}
 	}
 }
