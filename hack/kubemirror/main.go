@@ -89,7 +89,6 @@ var handWrittenByName = map[string]string{
 	"k8s.io/apimachinery/pkg/api/resource.Quantity":   "Quantity",
 	"k8s.io/apimachinery/pkg/util/intstr.IntOrString": "IntOrString",
 	"k8s.io/apimachinery/pkg/types.UID":               "types.UID",
-	"k8s.io/apimachinery/pkg/types.NodeName":          "string",
 }
 
 // mirroredPackages are the packages whose named non-struct types are

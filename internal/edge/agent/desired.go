@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 	"github.com/verge-edge/verge/internal/edge/store"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 )
@@ -68,8 +67,8 @@ func (d desiredState) ServiceAccountToken(ctx context.Context, namespace, podNam
 	return tok.Token, nil
 }
 
-// get reads and decodes one stored object; a missing one is a NotFound
-// API error, as the pod runtime expects.
+// get reads and decodes one stored object; a missing one is an error
+// wrapping podruntime.ErrNotFound, as the pod runtime expects.
 func (d desiredState) get(ctx context.Context, resource, namespace, name string, into any) error {
 	o, ok, err := d.store.Get(ctx, objkey.Key(resource, namespace, name))
 	if err != nil {

@@ -5,10 +5,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/edge/nodestatus"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // nodeReporter reads the host and the runtime every period and queues the

@@ -8,10 +8,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/edge/podruntime"
 	"github.com/verge-edge/verge/internal/edge/store"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 	"github.com/verge-edge/verge/internal/protocol/objkey"
 	"github.com/verge-edge/verge/internal/protocol/wire"
 )

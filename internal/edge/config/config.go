@@ -13,11 +13,10 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/atomicfile"
 	"github.com/verge-edge/verge/internal/logging"
 	"github.com/verge-edge/verge/internal/nodecert"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // APIVersion and Kind identify the file format.

@@ -25,11 +25,10 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/kubeletapi"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // source is a fixed desired state.

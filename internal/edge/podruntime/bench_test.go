@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/edge/podruntime"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // BenchmarkIdleTenPodsRSS measures the resident memory of a process that

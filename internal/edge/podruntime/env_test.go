@@ -21,14 +21,14 @@ func (o objects) ConfigMap(_ context.Context, ns, name string) (*kube.ConfigMap,
 	if cm, ok := o.cms[ns+"/"+name]; ok {
 		return cm, nil
 	}
-	return nil, fmt.Errorf("%s %q: %w", "configmaps", name, ErrNotFound)
+	return nil, fmt.Errorf("configmap %q: %w", name, ErrNotFound)
 }
 
 func (o objects) Secret(_ context.Context, ns, name string) (*kube.Secret, error) {
 	if s, ok := o.secrets[ns+"/"+name]; ok {
 		return s, nil
 	}
-	return nil, fmt.Errorf("%s %q: %w", "secrets", name, ErrNotFound)
+	return nil, fmt.Errorf("secret %q: %w", name, ErrNotFound)
 }
 
 func TestExpand(t *testing.T) {

@@ -17,10 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // memSource is the desired state in memory (the edge store's stand-in).
@@ -55,7 +54,7 @@ func (s *memSource) ConfigMap(_ context.Context, ns, name string) (*kube.ConfigM
 	if cm, ok := s.cms[ns+"/"+name]; ok {
 		return kube.DeepCopy(cm), nil
 	}
-	return nil, fmt.Errorf("%s %q: %w", "configmaps", name, podruntime.ErrNotFound)
+	return nil, fmt.Errorf("configmap %q: %w", name, podruntime.ErrNotFound)
 }
 
 func (s *memSource) Secret(_ context.Context, ns, name string) (*kube.Secret, error) {
@@ -64,7 +63,7 @@ func (s *memSource) Secret(_ context.Context, ns, name string) (*kube.Secret, er
 	if sec, ok := s.secrets[ns+"/"+name]; ok {
 		return kube.DeepCopy(sec), nil
 	}
-	return nil, fmt.Errorf("%s %q: %w", "secrets", name, podruntime.ErrNotFound)
+	return nil, fmt.Errorf("secret %q: %w", name, podruntime.ErrNotFound)
 }
 
 func (s *memSource) ServiceAccountToken(_ context.Context, ns, pod, sa string, aud []string, exp int64) (string, error) {

@@ -16,10 +16,9 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // TestPods runs one node (a private containerd and a pod runtime) and

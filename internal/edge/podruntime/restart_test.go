@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/containerd/containerdtest"
 	"github.com/verge-edge/verge/internal/edge/podruntime"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 // webPod serves HTTP on :8080 with a readiness probe.

@@ -465,6 +465,6 @@ func add(rl kube.ResourceList, name kube.ResourceName, q kube.Quantity) {
 		cur.Add(q)
 		rl[name] = cur
 	} else {
-		rl[name] = kube.DeepCopy(q)
+		rl[name] = q
 	}
 }

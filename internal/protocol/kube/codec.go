@@ -25,8 +25,9 @@ import (
 // scalars that are not pointers are left out on write (reading them back
 // gives the same value); elements of lists and maps are always written.
 
-// protoValue is implemented by hand-written types with their own message
-// layout (Time, Quantity, IntOrString…).
+// protoValue is implemented by hand-written types whose Go form differs
+// from their message layout (Time, MicroTime, Duration, Quantity,
+// Unsupported).
 type protoValue interface {
 	appendProto(b []byte) []byte
 	readProto(b []byte) error
@@ -236,23 +237,34 @@ func readMessage(b []byte, v reflect.Value) error {
 	if err != nil {
 		return err
 	}
+	return readFields(b, v.Type().Name(), func(num protowire.Number, typ protowire.Type, b []byte) (int, bool, error) {
+		f := m.byNum[num]
+		if f == nil {
+			return 0, false, nil
+		}
+		n, err := readField(b, typ, f, v.Field(f.index))
+		return n, true, err
+	})
+}
+
+// readFields walks a message body. read gets each field's number, wire
+// type and the bytes from its value on; it returns how many it used, or
+// known=false for a field to skip.
+func readFields(b []byte, what string, read func(num protowire.Number, typ protowire.Type, b []byte) (n int, known bool, err error)) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return fmt.Errorf("kube: %s: %w", v.Type().Name(), protowire.ParseError(n))
+			return fmt.Errorf("kube: %s: %w", what, protowire.ParseError(n))
 		}
 		b = b[n:]
-		f := m.byNum[num]
-		if f == nil {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return fmt.Errorf("kube: %s field %d: %w", v.Type().Name(), num, protowire.ParseError(n))
-			}
-			b = b[n:]
-			continue
-		}
-		if n, err = readField(b, typ, f, v.Field(f.index)); err != nil {
+		n, known, err := read(num, typ, b)
+		if err != nil {
 			return err
+		}
+		if !known {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return fmt.Errorf("kube: %s field %d: %w", what, num, protowire.ParseError(n))
+			}
 		}
 		b = b[n:]
 	}
@@ -344,27 +356,19 @@ func readMapEntry(b []byte, typ protowire.Type, f *field, v reflect.Value) (int,
 	val := reflect.New(v.Type().Elem()).Elem()
 	keyField := &field{name: f.name + "[key]", num: 1}
 	valField := &field{name: f.name + "[value]", num: 2}
-	for len(entry) > 0 {
-		num, etyp, m := protowire.ConsumeTag(entry)
-		if m < 0 {
-			return 0, fmt.Errorf("kube: %s: %w", f.name, protowire.ParseError(m))
-		}
-		entry = entry[m:]
+	err = readFields(entry, f.name, func(num protowire.Number, typ protowire.Type, b []byte) (int, bool, error) {
 		switch num {
 		case 1:
-			m, err = readField(entry, etyp, keyField, key)
+			n, err := readField(b, typ, keyField, key)
+			return n, true, err
 		case 2:
-			m, err = readField(entry, etyp, valField, val)
-		default:
-			m = protowire.ConsumeFieldValue(num, etyp, entry)
-			if m < 0 {
-				err = fmt.Errorf("kube: %s: %w", f.name, protowire.ParseError(m))
-			}
+			n, err := readField(b, typ, valField, val)
+			return n, true, err
 		}
-		if err != nil {
-			return 0, err
-		}
-		entry = entry[m:]
+		return 0, false, nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	v.SetMapIndex(key, val)
 	return n, nil

@@ -14,23 +14,15 @@ type unmarshaler interface {
 	Unmarshal([]byte) error
 }
 
-// Convert copies from into to, objects of the same kind on either side
-// (say *corev1.Pod and *kube.Pod). kind and apiVersion are not carried.
-func Convert(from marshaler, to unmarshaler) error {
-	b, err := from.Marshal()
-	if err != nil {
-		return fmt.Errorf("converting %T: %w", from, err)
-	}
-	if err := to.Unmarshal(b); err != nil {
-		return fmt.Errorf("converting %T to %T: %w", from, to, err)
-	}
-	return nil
-}
-
-// Must is Convert for tests: it panics when conversion fails, which only
-// a broken mirror can cause.
+// Must copies from into to, objects of the same kind on either side (say
+// *corev1.Pod and *kube.Pod); kind and apiVersion are not carried. It
+// panics when conversion fails, which only a broken mirror can cause.
 func Must(from marshaler, to unmarshaler) {
-	if err := Convert(from, to); err != nil {
-		panic(err)
+	b, err := from.Marshal()
+	if err == nil {
+		err = to.Unmarshal(b)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("converting %T to %T: %v", from, to, err))
 	}
 }

@@ -16,19 +16,18 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/verge-edge/verge/internal/protocol/kube"
-
 	"github.com/verge-edge/verge/internal/edge/podruntime"
+	"github.com/verge-edge/verge/internal/protocol/kube"
 )
 
 type source struct{ pods []*kube.Pod }
 
 func (s source) Pods(context.Context) ([]*kube.Pod, error) { return s.pods, nil }
 func (source) ConfigMap(_ context.Context, _, name string) (*kube.ConfigMap, error) {
-	return nil, fmt.Errorf("%s %q: %w", "configmaps", name, podruntime.ErrNotFound)
+	return nil, fmt.Errorf("configmap %q: %w", name, podruntime.ErrNotFound)
 }
 func (source) Secret(_ context.Context, _, name string) (*kube.Secret, error) {
-	return nil, fmt.Errorf("%s %q: %w", "secrets", name, podruntime.ErrNotFound)
+	return nil, fmt.Errorf("secret %q: %w", name, podruntime.ErrNotFound)
 }
 func (source) ServiceAccountToken(context.Context, string, string, string, []string, int64) (string, error) {
 	return "token", nil
